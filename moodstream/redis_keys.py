@@ -1,0 +1,113 @@
+"""The Redis data model: the one place that names keys and fields.
+
+The aggregator writes these keys; the dashboard and the report exporter read them.
+Every key starts with the prefix (default ``ms``) so one Redis can host several
+deployments. Ids are validated (schemas.valid_id) before they reach a key.
+
+Per session ``S`` of camera ``C``::
+
+    {p}:sessions                 ZSET  member S, score = started_at (epoch s)   session index
+    {p}:session:S:meta           HASH  camera_id, source, status (open|ending|closed),
+                                       started_at, ended_at, last_seen, expected_frames,
+                                       end_reason
+    {p}:session:S:totals         HASH  frames, frames_with_faces, faces, excluded_faces,
+                                       sentiment_sum, p:<emotion> (probability sums)
+    {p}:session:S:buckets        HASH  per-second buckets, field "<t>|<name>" with name in
+                                       frames, faces, sentiment_sum, p:<emotion>;
+                                       t = floor(offset_s) (video time for files)
+    {p}:session:S:tracks         SET   distinct track ids seen (people counted)
+    {p}:session:S:bucket_tracks  HASH  "<t>" -> number of distinct tracks in second t
+    {p}:session:S:seen           SET   frame seqs already applied (exactly-once effect)
+    {p}:session:S:alerts         LIST  alert records (JSON), newest last
+    {p}:session:S:summary        STRING  JSON summary written when the session closes;
+                                       may outlive the buckets (separate TTL)
+
+Per camera::
+
+    {p}:cameras                  ZSET  member C, score = last_seen
+    {p}:camera:C:live            HASH  session_id, last_seen, sentiment (EMA), faces,
+                                       people, dominant, p:<emotion> (EMA), alert
+                                       (open|"" ), status
+    {p}:alerts:open              HASH  C -> alert JSON, for cameras with an open alert
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moodstream.emotions import EMOTIONS
+
+PROB_FIELDS = tuple(f"p:{e}" for e in EMOTIONS)
+BUCKET_NAMES = ("frames", "faces", "sentiment_sum", *PROB_FIELDS)
+SESSION_STATUSES = ("open", "ending", "closed")
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str = "ms"
+
+    # --- index keys ---
+    @property
+    def sessions(self) -> str:
+        return f"{self.prefix}:sessions"
+
+    @property
+    def cameras(self) -> str:
+        return f"{self.prefix}:cameras"
+
+    @property
+    def open_alerts(self) -> str:
+        return f"{self.prefix}:alerts:open"
+
+    # --- per session ---
+    def _session(self, session_id: str, part: str) -> str:
+        return f"{self.prefix}:session:{session_id}:{part}"
+
+    def meta(self, session_id: str) -> str:
+        return self._session(session_id, "meta")
+
+    def totals(self, session_id: str) -> str:
+        return self._session(session_id, "totals")
+
+    def buckets(self, session_id: str) -> str:
+        return self._session(session_id, "buckets")
+
+    def tracks(self, session_id: str) -> str:
+        return self._session(session_id, "tracks")
+
+    def bucket_tracks(self, session_id: str) -> str:
+        return self._session(session_id, "bucket_tracks")
+
+    def seen(self, session_id: str) -> str:
+        return self._session(session_id, "seen")
+
+    def alerts(self, session_id: str) -> str:
+        return self._session(session_id, "alerts")
+
+    def summary(self, session_id: str) -> str:
+        return self._session(session_id, "summary")
+
+    def session_keys(self, session_id: str) -> list[str]:
+        return [self.meta(session_id), self.totals(session_id), self.buckets(session_id),
+                self.tracks(session_id), self.bucket_tracks(session_id), self.seen(session_id),
+                self.alerts(session_id)]
+
+    # --- per camera ---
+    def camera_live(self, camera_id: str) -> str:
+        return f"{self.prefix}:camera:{camera_id}:live"
+
+
+def bucket_field(second: int, name: str) -> str:
+    return f"{second}|{name}"
+
+
+def parse_buckets(raw: dict[str, str]) -> dict[int, dict[str, float]]:
+    """HGETALL of a buckets hash -> {second: {name: value}}, seconds ascending."""
+    out: dict[int, dict[str, float]] = {}
+    for field, value in raw.items():
+        second, _, name = field.partition("|")
+        try:
+            out.setdefault(int(second), {})[name] = float(value)
+        except ValueError:
+            continue
+    return dict(sorted(out.items()))

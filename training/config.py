@@ -1,0 +1,121 @@
+"""Training configuration: a TOML or YAML file, overridden by CLI `--set key=value`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.models import DEFAULT_AUGMENT
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    model: str = "moodnet"
+    data: list[str] = field(default_factory=list)  # one or more folder trees / CSVs, merged
+    data_usage: str | None = None  # CSV Usage filter for `data` (e.g. Training)
+    val: str | None = None  # folder or CSV; None means a stratified holdout of `data`
+    val_usage: str | None = None
+    holdout: float = 0.1
+    input_size: int = 48
+    channels: int = 1
+    width: float = 1.0
+    dropout: float = 0.3
+    weights: str = "none"  # transfer models: imagenet | none | path
+    augment: dict = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
+    mixup: float = 0.0  # Beta(alpha, alpha) mixup strength; 0 disables
+    label_smoothing: float = 0.0
+    balance: str = "none"  # none | class_weights | oversample | undersample
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0
+    schedule: str = "stages"  # stages | cosine | plateau
+    stages: list[list[float]] = field(default_factory=lambda: [[1e-3, 100], [1e-4, 30], [1e-5, 20]])
+    lr: float = 1e-3  # cosine / plateau start
+    epochs: int = 150  # cosine / plateau length
+    warmup_epochs: int = 0
+    early_stopping_patience: int = 30
+    plateau_patience: int = 8
+    precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
+    jit_compile: bool = True
+    seed: int = 1337
+    run_dir: str = "runs/latest"
+
+    def total_epochs(self) -> int:
+        if self.schedule == "stages":
+            return int(sum(n for _, n in self.stages))
+        return self.epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "balance": {"none", "class_weights", "oversample", "undersample"},
+    "schedule": {"stages", "cosine", "plateau"},
+    "precision": {"float32", "mixed_bfloat16", "mixed_float16"},
+    "optimizer": {"adam", "adamw"},
+}
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            return tomllib.loads(text)
+        return yaml.safe_load(text) or {}
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from None
+
+
+def _coerce(name: str, raw: str, current: Any) -> Any:
+    if isinstance(current, (list, dict)) or current is None:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    if isinstance(current, bool):
+        return raw.lower() in {"1", "true", "yes", "on"}
+    try:
+        return type(current)(raw)
+    except ValueError:
+        raise ConfigError(f"--set {name}={raw}: expected {type(current).__name__}") from None
+
+
+def build_config(file: str | None, overrides: list[str], **explicit: Any) -> TrainConfig:
+    cfg = TrainConfig()
+    values = load_file(file) if file else {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(sorted(unknown))}")
+    for key, value in values.items():
+        setattr(cfg, key, value)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in known:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of the config keys")
+        setattr(cfg, key, _coerce(key, raw, getattr(cfg, key)))
+    for key, value in explicit.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    if isinstance(cfg.data, str):
+        cfg.data = [cfg.data]
+    for key, allowed in _CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key}={getattr(cfg, key)!r}: choose one of {sorted(allowed)}")
+    if not cfg.data:
+        raise ConfigError("no training data: pass --data DIR_OR_CSV or set `data` in the config")
+    return cfg
