@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from moodstream.emotions import EMOTIONS
+from moodstream.faceprep import prepare_image
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +66,6 @@ class Dataset:
 
 def canonical_label(name: str) -> str | None:
     return LABEL_ALIASES.get(name.strip().lower())
-
-
-def prepare_image(img: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Resize and convert one decoded image (grey or BGR) to the model's input layout."""
-    if img.ndim == 3 and channels == 1:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    elif img.ndim == 2 and channels == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[0] != size or img.shape[1] != size:
-        interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
-        img = cv2.resize(img, (size, size), interpolation=interp)
-    return img.reshape(size, size, channels)
 
 
 def _read_image(path: Path, size: int, channels: int) -> np.ndarray | None:
