@@ -1,0 +1,139 @@
+"""Session reports, built from the Redis data model; shared by the CLI and the dashboard.
+
+A report holds only aggregated numbers: no images, no per-face records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import redis
+
+from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
+from moodstream.redis_keys import RedisKeys, parse_buckets
+from moodstream.schemas import valid_id
+
+REPORT_FORMATS = ("json", "csv", "html")
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+class ReportError(ValueError):
+    pass
+
+
+def _iso(ts: str | float | None) -> str | None:
+    if ts in (None, ""):
+        return None
+    return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _timeline(buckets: dict[int, dict[str, float]], tracks: dict[str, str]) -> list[dict[str, Any]]:
+    if not buckets:
+        return []
+    out = []
+    for t in range(0, max(buckets) + 1):  # every second, also those without detections
+        b = buckets.get(t, {})
+        faces = int(b.get("faces", 0))
+        out.append({
+            "t": t,
+            "frames": int(b.get("frames", 0)),
+            "faces": faces,
+            "people": int(tracks.get(str(t), 0)),
+            "sentiment": round(b.get("sentiment_sum", 0.0) / faces, 4) if faces else None,
+            "emotions": {e: round(b.get(f"p:{e}", 0.0) / faces, 4) if faces else 0.0
+                         for e in EMOTIONS},
+        })
+    return out
+
+
+def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
+                 valence: Mapping[str, float] = DEFAULT_VALENCE) -> dict[str, Any]:
+    """The full session report (summary + per-second timeline) as a JSON-ready dict."""
+    if not valid_id(session_id):
+        raise ReportError(f"invalid session id {session_id!r}")
+    meta = r.hgetall(keys.meta(session_id))
+    if not meta:
+        summary = r.get(keys.summary(session_id))
+        if summary:  # buckets expired, the summary outlived them
+            return json.loads(summary)
+        raise SessionNotFound(f"no session {session_id!r} in Redis")
+    totals = {k: float(v) for k, v in r.hgetall(keys.totals(session_id)).items()}
+    buckets = parse_buckets(r.hgetall(keys.buckets(session_id)))
+    bucket_tracks = r.hgetall(keys.bucket_tracks(session_id))
+    faces = int(totals.get("faces", 0))
+    emotion_totals = {e: round(totals.get(f"p:{e}", 0.0), 4) for e in EMOTIONS}
+    alerts = [json.loads(a) for a in r.lrange(keys.alerts(session_id), 0, -1)]
+    return {
+        "session_id": session_id,
+        "camera_id": meta.get("camera_id"),
+        "source": meta.get("source", ""),
+        "status": meta.get("status", "open"),
+        "started_at": _iso(meta.get("started_at")),
+        "ended_at": _iso(meta.get("ended_at") or meta.get("last_seen")),
+        "duration_s": (max(buckets) + 1) if buckets else 0,
+        "frames_processed": int(totals.get("frames", 0)),
+        "frames_with_faces": int(totals.get("frames_with_faces", 0)),
+        "faces_detected": faces,
+        "people": r.scard(keys.tracks(session_id)),
+        "excluded_faces": int(totals.get("excluded_faces", 0)),
+        "emotion_totals": emotion_totals,
+        "dominant_emotion": max(emotion_totals, key=emotion_totals.get) if faces else None,
+        "mean_sentiment": round(totals.get("sentiment_sum", 0.0) / faces, 4) if faces else None,
+        "valence_weights": dict(valence),
+        "alerts": alerts,
+        "timeline": _timeline(buckets, bucket_tracks),
+    }
+
+
+def report_csv(report: Mapping[str, Any]) -> str:
+    """The timeline as CSV: one row per second."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["session_id", "camera_id", "t", "frames", "faces", "people", "sentiment",
+                     *EMOTIONS])
+    for row in report["timeline"]:
+        writer.writerow([report["session_id"], report["camera_id"], row["t"], row["frames"],
+                         row["faces"], row["people"],
+                         "" if row["sentiment"] is None else row["sentiment"],
+                         *(row["emotions"][e] for e in EMOTIONS)])
+    return buf.getvalue()
+
+
+def format_for(path: str | Path, explicit: str | None = None) -> str:
+    fmt = (explicit or Path(path).suffix.lstrip(".")).lower()
+    if fmt not in REPORT_FORMATS:
+        raise ReportError(f"unknown report format {fmt!r} for {path}: use .json, .csv or .html")
+    return fmt
+
+
+def render(report: Mapping[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2)
+    if fmt == "csv":
+        return report_csv(report)
+    from moodstream.html_report import report_html  # plotly only when needed
+    return report_html(report)
+
+
+def write_report(report: Mapping[str, Any], path: str | Path, fmt: str | None = None) -> Path:
+    path = Path(path)
+    text = render(report, format_for(path, fmt))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def report_path_for(base: str | Path, session_id: str, camera_id: str, many: bool) -> Path:
+    """`--report r.json` for one video is r.json; for several, r-<camera>.json each."""
+    base = Path(base)
+    if not many:
+        return base
+    return base.with_name(f"{base.stem}-{camera_id}{base.suffix}")
