@@ -100,8 +100,10 @@ def _conv_bn(x, filters, kernel=3, strides=1, act="relu", name=None, init="he_no
 def moodnet(spec: ModelSpec) -> keras.Model:
     """moodstream's default: a VGG-style stack with BN, tuned for FER at 48x48.
 
-    Four stages of two 3x3 convolutions; global average pooling keeps the head
-    small so serving cost is dominated by cheap, well-vectorised convolutions.
+    Four stages of two 3x3 convolutions, then a flattened 6x6 map into one dense
+    layer: on FER2013 the spatial layout of the last map (where the mouth and brows
+    are) carries signal that global average pooling throws away, and it learns
+    markedly faster from scratch.
     """
     inputs, x = _input_and_stem(spec)
     widths = [int(round(w * spec.width)) for w in (32, 64, 128, 256)]
@@ -111,7 +113,7 @@ def moodnet(spec: ModelSpec) -> keras.Model:
         if stage < len(widths) - 1:
             x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)
             x = layers.SpatialDropout2D(0.1 * (stage + 1) * spec.dropout / 0.3, name=f"s{stage}_drop")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(spec.dropout, name="head_drop")(x)
     x = layers.Dense(256, use_bias=False, name="fc")(x)
     x = layers.BatchNormalization(name="fc_bn")(x)
