@@ -7,9 +7,12 @@ deployments. Ids are validated (schemas.valid_id) before they reach a key.
 Per session ``S`` of camera ``C``::
 
     {p}:sessions                 ZSET  member S, score = started_at (epoch s)   session index
+    {p}:sessions:active          ZSET  member S, score = updated_at, for sessions not yet
+                                       closed (the aggregator's idle/end-grace timer)
     {p}:session:S:meta           HASH  camera_id, source, status (open|ending|closed),
                                        started_at, ended_at, last_seen, expected_frames,
-                                       end_reason
+                                       end_reason, updated_at (aggregator wall clock of
+                                       the last write; drives the idle timeout)
     {p}:session:S:totals         HASH  frames, frames_with_faces, faces, excluded_faces,
                                        sentiment_sum, p:<emotion> (probability sums)
     {p}:session:S:buckets        HASH  per-second buckets, field "<t>|<name>" with name in
@@ -17,17 +20,30 @@ Per session ``S`` of camera ``C``::
                                        t = floor(offset_s) (video time for files)
     {p}:session:S:tracks         SET   distinct track ids seen (people counted)
     {p}:session:S:bucket_tracks  HASH  "<t>" -> number of distinct tracks in second t
+    {p}:session:S:bucket_track_ids SET "<t>|<track_id>" pairs already counted in
+                                       bucket_tracks (makes that count distinct)
     {p}:session:S:seen           SET   frame seqs already applied (exactly-once effect)
     {p}:session:S:alerts         LIST  alert records (JSON), newest last
     {p}:session:S:summary        STRING  JSON summary written when the session closes;
-                                       may outlive the buckets (separate TTL)
+                                       may outlive the buckets (separate TTL). It is
+                                       reports.build_report() at close time.
+
+Retention: the aggregator puts one TTL (bucket TTL) on every key of session_keys() and
+refreshes it on each write; the summary has its own, usually longer, TTL. Alert records
+(in the session's alerts list and alerts:open) are JSON objects with id, camera_id,
+session_id, status (open|resolved), opened_at/resolved_at (epoch s), opened_offset_s/
+resolved_offset_s (session time), threshold, window_s, sentiment (window mean when
+opened), worst (lowest window mean while open), index (position in the alerts list).
 
 Per camera::
 
     {p}:cameras                  ZSET  member C, score = last_seen
     {p}:camera:C:live            HASH  session_id, last_seen, sentiment (EMA), faces,
                                        people, dominant, p:<emotion> (EMA), alert
-                                       (open|"" ), status
+                                       (open|"" ), status, capture_ts (of the last applied
+                                       frame), offset_s, applied_at (aggregator wall clock
+                                       when that frame reached Redis: capture->visible
+                                       latency = applied_at - capture_ts)
     {p}:alerts:open              HASH  C -> alert JSON, for cameras with an open alert
 """
 
@@ -56,6 +72,10 @@ class RedisKeys:
         return f"{self.prefix}:cameras"
 
     @property
+    def active_sessions(self) -> str:
+        return f"{self.prefix}:sessions:active"
+
+    @property
     def open_alerts(self) -> str:
         return f"{self.prefix}:alerts:open"
 
@@ -78,6 +98,9 @@ class RedisKeys:
     def bucket_tracks(self, session_id: str) -> str:
         return self._session(session_id, "bucket_tracks")
 
+    def bucket_track_ids(self, session_id: str) -> str:
+        return self._session(session_id, "bucket_track_ids")
+
     def seen(self, session_id: str) -> str:
         return self._session(session_id, "seen")
 
@@ -90,7 +113,7 @@ class RedisKeys:
     def session_keys(self, session_id: str) -> list[str]:
         return [self.meta(session_id), self.totals(session_id), self.buckets(session_id),
                 self.tracks(session_id), self.bucket_tracks(session_id), self.seen(session_id),
-                self.alerts(session_id)]
+                self.alerts(session_id), self.bucket_track_ids(session_id)]
 
     # --- per camera ---
     def camera_live(self, camera_id: str) -> str:
