@@ -1,0 +1,173 @@
+"""Typed ingest settings and the per-camera configuration (CLI camera or YAML/TOML file)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from enum import Enum
+from pathlib import Path
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from moodstream.schemas import valid_id
+from moodstream.settings import CommonSettings, SettingsError
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, f"MOODSTREAM_INGEST_{name.upper()}")
+
+
+class PacingMode(str, Enum):
+    """How a video file is replayed: at its own speed, or as fast as the pipeline takes it."""
+
+    REALTIME = "realtime"
+    FAST = "fast"
+
+
+class SessionPolicy(BaseModel):
+    """When a camera's session changes. An explicit id never rolls over."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = None
+    gap_s: float = Field(30.0, gt=0)  # no frame for longer than this -> new session
+    every_s: float | None = Field(None, gt=0)  # wall-clock aligned schedule, e.g. 3600 = hourly
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value):
+        if value is not None and not valid_id(value):
+            raise ValueError("use letters, digits, _ . : - (max 128)")
+        return value
+
+
+class CameraConfig(BaseModel):
+    """One camera (or video file) as ingest runs it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    url: str = Field(min_length=1)  # file path, rtsp/http(s) URL, or webcam index
+    fps: float = Field(5.0, ge=0)  # 0 = every frame
+    mode: PacingMode = PacingMode.REALTIME
+    loop: bool = False
+    max_width: int = Field(1280, ge=16)
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    session: SessionPolicy = SessionPolicy()
+    # ROI polygons belong to the detector's camera config; ingest only checks their shape.
+    roi: list[list[tuple[float, float]]] = Field(default_factory=list)
+    enabled: bool = True
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value):
+        if not valid_id(value):
+            raise ValueError("use letters, digits, _ . : - (max 128)")
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _polygons(cls, value):
+        if any(len(polygon) < 3 for polygon in value):
+            raise ValueError("each ROI polygon needs at least 3 points")
+        return value
+
+
+class IngestSettings(CommonSettings):
+    """Settings of one ingest process; per-camera values are defaults for the CLI camera."""
+
+    source: str | None = Field(None, validation_alias=_env("source"))
+    camera_id: str = Field("cam1", validation_alias=_env("camera_id"))
+    session_id: str | None = Field(None, validation_alias=_env("session_id"))
+    fps: float = Field(5.0, ge=0, validation_alias=_env("fps"))
+    mode: PacingMode = Field(PacingMode.REALTIME, validation_alias=_env("mode"))
+    loop: bool = Field(False, validation_alias=_env("loop"))
+    max_width: int = Field(1280, ge=16, validation_alias=_env("max_width"))
+    jpeg_quality: int = Field(85, ge=1, le=100, validation_alias=_env("jpeg_quality"))
+    session_gap_s: float = Field(30.0, gt=0, validation_alias=_env("session_gap_s"))
+    session_every_s: float | None = Field(None, gt=0, validation_alias=_env("session_every_s"))
+    config: Path | None = Field(None, validation_alias=_env("config"))
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("metrics_port"))
+    metrics_host: str = Field("127.0.0.1", validation_alias=_env("metrics_host"))
+    # A live source with no frame for this long is treated as lost and reconnected.
+    stall_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("stall_timeout_s"))
+    open_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("open_timeout_s"))
+    backoff_initial_s: float = Field(0.5, gt=0, validation_alias=_env("backoff_initial_s"))
+    backoff_max_s: float = Field(30.0, gt=0, validation_alias=_env("backoff_max_s"))
+    reconnect_max_attempts: int = Field(0, ge=0, validation_alias=_env("reconnect_max_attempts"))
+    # Frames sent but not yet acknowledged by the broker; past this a live frame is dropped.
+    publish_buffer: int = Field(500, ge=1, validation_alias=_env("publish_buffer"))
+    # How long a frame may wait for a broker that is down before it counts as dropped.
+    delivery_timeout_s: float = Field(60.0, ge=20, validation_alias=_env("delivery_timeout_s"))
+    queue_size: int = Field(8, ge=1, validation_alias=_env("queue_size"))
+
+    def cameras(self) -> list[CameraConfig]:
+        """The cameras to run: from the config file if given, else the one CLI camera."""
+        if self.config is not None:
+            return load_camera_file(self.config, self)
+        if not self.source:
+            raise SettingsError("nothing to ingest: give --source or --config")
+        return [_build_camera(self._camera_defaults() | {
+            "id": self.camera_id, "url": self.source,
+            "session": {"id": self.session_id, "gap_s": self.session_gap_s,
+                        "every_s": self.session_every_s}}, "--camera-id/--source")]
+
+    def _camera_defaults(self) -> dict:
+        return {"fps": self.fps, "mode": self.mode, "loop": self.loop,
+                "max_width": self.max_width, "jpeg_quality": self.jpeg_quality}
+
+
+def load_camera_file(path: Path, settings: IngestSettings) -> list[CameraConfig]:
+    """Parse a YAML or TOML file: optional `defaults` table and a `cameras` list."""
+    data = _read_structured(path)
+    defaults = data.get("defaults") or {}
+    cameras = data.get("cameras")
+    if not isinstance(defaults, dict) or not isinstance(cameras, list) or not cameras:
+        raise SettingsError(f"{path}: expected a non-empty `cameras` list (and optional `defaults`)")
+    built = []
+    for index, raw in enumerate(cameras):
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{path}: cameras[{index}] is not a table")
+        merged = settings._camera_defaults() | defaults | raw
+        built.append(_build_camera(merged, f"{path}: cameras[{index}]"))
+    ids = [camera.id for camera in built]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise SettingsError(f"{path}: duplicate camera id(s): {', '.join(duplicates)}")
+    return [camera for camera in built if camera.enabled]
+
+
+def _read_structured(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"cannot read camera config {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise SettingsError(f"camera config {path}: use a .yaml, .yml or .toml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SettingsError(f"camera config {path} is not valid: {first_line}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"camera config {path}: expected a table at the top level")
+    return data
+
+
+def _build_camera(values: dict, where: str) -> CameraConfig:
+    if isinstance(values.get("url"), int):
+        values = values | {"url": str(values["url"])}  # webcam index written as a number
+    try:
+        return CameraConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "camera"
+        raise SettingsError(f"{where}: {field}: {_short(err['msg'])}") from None
+
+
+def _short(message: str) -> str:
+    return re.sub(r"\s+", " ", message).strip()

@@ -1,0 +1,148 @@
+"""Kafka publishing of frames and control events, surviving a broker outage.
+
+kafka-python keeps unsent records in memory and retries them until `delivery_timeout_ms`,
+reconnecting by itself when the broker returns. Its buffer is unbounded, so the bound is
+kept here: at most `max_pending` frames may be unacknowledged. Past that a live frame is
+dropped and counted; a file frame waits (the file's drop policy). Records that expire in
+the producer's buffer count as dropped too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Callable
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from ingest.sampling import DropPolicy
+from moodstream.schemas import ControlEvent, FrameHeaders
+from moodstream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class PublishStats:
+    """Delivery outcome hooks; the metrics layer implements them per camera."""
+
+    def published(self, camera_id: str, latency_s: float) -> None: ...
+
+    def dropped(self, camera_id: str, reason: str, count: int = 1) -> None: ...
+
+
+class Publisher:
+    def __init__(self, producer: KafkaProducer, topics: Topics, max_pending: int,
+                 stats: PublishStats, stop: threading.Event):
+        self.producer, self.topics = producer, topics
+        self.max_pending, self.stats, self.stop = max_pending, stats, stop
+        self._lock = threading.Condition()
+        self._pending = 0
+        self._acked: Counter[tuple[str, str]] = Counter()  # (camera, session) -> frames acked
+        self._settled: Counter[tuple[str, str]] = Counter()  # acked or failed for good
+        self._outage_logged = False
+
+    def publish_frame(self, headers: FrameHeaders, jpeg: bytes, policy: DropPolicy) -> bool:
+        """Hand one frame to the producer; False when it was dropped (already counted)."""
+        if not self._reserve(policy):
+            self.stats.dropped(headers.camera_id, "broker_buffer_full")
+            return False
+        sent_at = time.monotonic()
+        try:
+            future = self.producer.send(self.topics.frames, key=headers.camera_id.encode(),
+                                        value=jpeg, headers=headers.to_kafka())
+        except KafkaError as exc:  # metadata unavailable within max_block_ms: broker is down
+            self._release()
+            self._note_outage(exc)
+            self.stats.dropped(headers.camera_id, "broker_unavailable")
+            return False
+        key = (headers.camera_id, headers.session_id)
+        future.add_callback(lambda _meta: self._on_ack(key, sent_at))
+        future.add_errback(lambda exc: self._on_error(key, exc))
+        return True
+
+    def publish_control(self, event: ControlEvent, timeout_s: float = 30.0) -> bool:
+        """Control events must not be lost: retry until acknowledged, stop, or timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                future = self.producer.send(self.topics.control, key=event.camera_id.encode(),
+                                            value=event.to_bytes())
+                future.get(timeout=max(1.0, deadline - time.monotonic()))
+                return True
+            except KafkaError as exc:
+                self._note_outage(exc)
+                if time.monotonic() >= deadline:
+                    log.error("camera %s: %s for session %s not delivered: %s", event.camera_id,
+                              event.type, event.session_id, type(exc).__name__)
+                    return False
+                time.sleep(0.5)  # also during shutdown, when `stop` is already set
+
+    def settle(self, camera_id: str, session_id: str, submitted: int, timeout_s: float) -> int:
+        """Wait until every submitted frame of a session is acked or failed; returns acked."""
+        key, deadline = (camera_id, session_id), time.monotonic() + timeout_s
+        if self.pending:
+            self.flush(timeout_s)
+        with self._lock:
+            # Callbacks run on the producer's thread, just after flush() returns.
+            while self._settled[key] < submitted and time.monotonic() < deadline:
+                self._lock.wait(0.05)
+            return self._acked[key]
+
+    def flush(self, timeout_s: float) -> None:
+        try:
+            self.producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            log.warning("producer flush incomplete after %.0fs: %s", timeout_s, type(exc).__name__)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def _reserve(self, policy: DropPolicy) -> bool:
+        with self._lock:
+            while self._pending >= self.max_pending:
+                if policy is DropPolicy.DROP_OLDEST or self.stop.is_set():
+                    return False
+                self._lock.wait(0.2)
+            self._pending += 1
+            return True
+
+    def _release(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._lock.notify_all()
+
+    def _on_ack(self, key: tuple[str, str], sent_at: float) -> None:
+        with self._lock:
+            self._acked[key] += 1
+            self._settled[key] += 1
+            self._pending -= 1
+            self._lock.notify_all()
+        if self._outage_logged:
+            self._outage_logged = False
+            log.info("broker reachable again; publishing resumed")
+        self.stats.published(key[0], time.monotonic() - sent_at)
+
+    def _on_error(self, key: tuple[str, str], exc: Exception) -> None:
+        with self._lock:
+            self._settled[key] += 1
+        self._release()
+        self._note_outage(exc)
+        self.stats.dropped(key[0], "delivery_failed")
+
+    def _note_outage(self, exc: Exception) -> None:
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.warning("broker unavailable (%s); buffering frames and retrying", type(exc).__name__)
+
+
+def make_producer(settings, factory: Callable[..., KafkaProducer]) -> KafkaProducer:
+    """Producer tuned to ride out outages: bounded blocking, long delivery timeout."""
+    return factory(settings, linger_ms=5, max_block_ms=2000,
+                   delivery_timeout_ms=int(settings.delivery_timeout_s * 1000),
+                   reconnect_backoff_ms=200, reconnect_backoff_max_ms=2000,
+                   retry_backoff_ms=200)

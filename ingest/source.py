@@ -1,0 +1,246 @@
+"""One camera's reader thread: an explicit state machine over an OpenCV capture.
+
+connecting -> streaming -> (lost/stalled) reconnecting -> streaming ... -> ended | failed.
+Live sources reconnect with capped exponential backoff and jitter; files end (or loop).
+The reader samples and paces frames and hands them to a bounded FrameQueue; it always
+closes the queue with a sentinel, whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ingest.config import CameraConfig, PacingMode
+from ingest.sampling import DropPolicy, FrameQueue, FrameSampler, RealtimePacer
+from moodstream.settings import redact
+
+log = logging.getLogger(__name__)
+
+
+class SourceState(str, Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A state change of one source, as logged and exported to metrics."""
+
+    camera_id: str
+    state: SourceState
+    previous: SourceState | None
+    ts: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """A sampled frame as read: media_s is seconds since the source started (loops add up)."""
+
+    image: np.ndarray
+    media_s: float
+    capture_ts: float
+    index: int
+
+
+@dataclass(frozen=True)
+class ReaderTuning:
+    stall_timeout_s: float = 10.0
+    open_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    reconnect_max_attempts: int = 0  # 0 = keep trying (a camera may come back any time)
+
+
+def is_live(url: str) -> bool:
+    """Anything but a local file is live: webcam index, rtsp://, http(s)://, HLS ..."""
+    return url.isdigit() or "://" in url
+
+
+def check_file(url: str) -> str | None:
+    """Why a file source cannot be used, or None; live sources are not checked here."""
+    if is_live(url):
+        return None
+    path = Path(url)
+    if not path.is_file():
+        return f"video file not found: {url}"
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened() or not capture.read()[0]:
+            return f"cannot read video file {url} (not a video, or an unsupported codec)"
+    finally:
+        capture.release()
+    return None
+
+
+class Backoff:
+    """Capped exponential backoff with jitter, so many cameras don't reconnect in lockstep."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None):
+        self.initial_s, self.max_s = initial_s, max_s
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * (2 ** self.attempt))
+        self.attempt += 1
+        return ceiling * self._rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def open_capture(url: str, tuning: ReaderTuning) -> cv2.VideoCapture:
+    if url.isdigit():
+        return cv2.VideoCapture(int(url))
+    if not is_live(url):
+        return cv2.VideoCapture(url)
+    # FFmpeg-level timeouts turn a hung network read into a failed read we can act on.
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(tuning.open_timeout_s * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(tuning.stall_timeout_s * 1000)]
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+
+
+class FrameReader(threading.Thread):
+    """Reads one source until it ends, fails or `stop` is set; see the module docstring."""
+
+    def __init__(self, camera: CameraConfig, out: FrameQueue, stop: threading.Event,
+                 tuning: ReaderTuning, on_status: Callable[[StatusEvent], None],
+                 on_read: Callable[[], None], on_dropped: Callable[[int], None],
+                 on_reconnect: Callable[[], None]):
+        super().__init__(name=f"reader-{camera.id}", daemon=True)
+        self.camera, self.out, self.stop, self.tuning = camera, out, stop, tuning
+        self.live = is_live(camera.url)
+        self.state: SourceState | None = None
+        self.end_reason = "eof"
+        self._on_status, self._on_read = on_status, on_read
+        self._on_dropped, self._on_reconnect = on_dropped, on_reconnect
+        self._sampler = FrameSampler(camera.fps)
+        self._pacer = RealtimePacer(stop) if self._paced() else None
+        self._backoff = Backoff(tuning.backoff_initial_s, tuning.backoff_max_s)
+        self._started_mono = time.monotonic()
+        self._file_anchor_ts = time.time()  # files carry no wall clock: anchor media time here
+        self._media_base = 0.0  # media seconds of the loops already played
+        self._index = 0
+
+    @staticmethod
+    def drop_policy(camera: CameraConfig) -> DropPolicy:
+        return DropPolicy.DROP_OLDEST if is_live(camera.url) else DropPolicy.WAIT
+
+    def _paced(self) -> bool:
+        return not self.live and self.camera.mode is PacingMode.REALTIME
+
+    def run(self) -> None:
+        try:
+            self._run_states()
+        except Exception as exc:  # noqa: BLE001 - a broken camera must not kill the process
+            log.exception("camera %s: reader crashed", self.camera.id)
+            self.end_reason = "error"
+            self._set_state(SourceState.FAILED, f"{type(exc).__name__}: {redact(str(exc))}")
+        finally:
+            self._on_dropped(self.out.close())
+
+    def _run_states(self) -> None:
+        self._set_state(SourceState.CONNECTING, redact(self.camera.url))
+        while not self.stop.is_set():
+            capture = open_capture(self.camera.url, self.tuning)
+            try:
+                outcome = self._stream(capture) if capture.isOpened() else "unreachable"
+            finally:
+                capture.release()
+            if self.stop.is_set():
+                break
+            if not self._next_step(outcome):
+                return
+        self.end_reason = "shutdown"
+        self._set_state(SourceState.ENDED, "stopped")
+
+    def _next_step(self, outcome: str) -> bool:
+        """Decide after a capture closed; False when the reader is finished."""
+        if not self.live:
+            if outcome == "eof" and self.camera.loop and self._index > 0:
+                return True
+            if outcome == "unreachable" or self._index == 0:
+                self.end_reason = "error"
+                self._set_state(SourceState.FAILED, f"cannot read {redact(self.camera.url)}")
+                return False
+            self._set_state(SourceState.ENDED, "end of file")
+            return False
+        limit = self.tuning.reconnect_max_attempts
+        if limit and self._backoff.attempt >= limit:
+            self.end_reason = "error"
+            self._set_state(SourceState.FAILED, f"gave up after {limit} reconnect attempts")
+            return False
+        delay = self._backoff.next_delay()
+        why = "unreachable" if outcome == "unreachable" else "stream lost or stalled"
+        self._set_state(SourceState.RECONNECTING, f"{why}; retry in {delay:.1f}s")
+        self._on_reconnect()
+        self.stop.wait(delay)
+        return True
+
+    def _stream(self, capture: cv2.VideoCapture) -> str:
+        """Read until the capture stops giving frames; returns 'eof' or 'stopped'."""
+        native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        last_media = -1.0
+        pass_index = 0
+        while not self.stop.is_set():
+            ok, image = capture.read()
+            if not ok or image is None:
+                if not self.live and pass_index:
+                    # Next loop starts one frame after the last one of this pass.
+                    step = 1.0 / native_fps if native_fps > 0 else 0.04
+                    self._media_base = last_media + step
+                    if self._pacer:
+                        self._pacer.reset()
+                return "eof"
+            if pass_index == 0:
+                self._backoff.reset()
+                self._set_state(SourceState.STREAMING, self._describe(capture))
+            media_s = self._media_time(capture, pass_index, native_fps, last_media)
+            last_media = media_s
+            pass_index += 1
+            self._on_read()
+            if self._sampler.keep(media_s):
+                self._hand_on(image, media_s)
+        return "stopped"
+
+    def _media_time(self, capture, pass_index: int, native_fps: float, last: float) -> float:
+        if self.live:
+            return time.monotonic() - self._started_mono
+        pos = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        media = self._media_base + pos
+        if pos <= 0 and pass_index > 0 or media <= last:  # container without usable timestamps
+            media = self._media_base + pass_index / (native_fps or 25.0)
+        return media
+
+    def _hand_on(self, image: np.ndarray, media_s: float) -> None:
+        if self._pacer:
+            self._pacer.wait_for(media_s)
+        capture_ts = self._file_anchor_ts + media_s if not self.live else time.time()
+        dropped = self.out.put(RawFrame(image, media_s, capture_ts, self._index))
+        self._index += 1
+        if dropped:
+            self._on_dropped(dropped)
+
+    def _describe(self, capture: cv2.VideoCapture) -> str:
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return f"{width}x{height} @ {capture.get(cv2.CAP_PROP_FPS) or 0:.1f} fps"
+
+    def _set_state(self, state: SourceState, detail: str = "") -> None:
+        event = StatusEvent(self.camera.id, state, self.state, time.time(), detail)
+        self.state = state
+        self._on_status(event)
