@@ -1,0 +1,1 @@
+"""Aggregator: detections and session events from Kafka -> per-session sentiment in Redis."""

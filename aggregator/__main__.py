@@ -1,0 +1,137 @@
+"""`python -m aggregator`: consume detections and control events into Redis until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import redis
+from kafka.errors import KafkaError
+
+from aggregator.alerts import AlertMonitor, AlertRule, AlertStore
+from aggregator.service import Aggregator, run_consumer
+from aggregator.settings import AggregatorSettings
+from aggregator.store import SessionStore
+from aggregator.webhook import WebhookNotifier
+from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consumer,
+                                kafka_producer, redis_client)
+from moodstream.redis_keys import RedisKeys
+from moodstream.settings import SettingsError, redact
+from moodstream.topics import Topics
+
+log = logging.getLogger("aggregator")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m aggregator", description=__doc__)
+    p.add_argument("--group-id", help="Kafka consumer group (default aggregator)")
+    p.add_argument("--idle-timeout-s", type=float,
+                   help="close a session after this long without detections (default 30)")
+    p.add_argument("--end-grace-s", type=float,
+                   help="after session_end, close this long after the last detection even "
+                        "if announced frames are missing (default 5)")
+    p.add_argument("--bucket-ttl-s", type=int,
+                   help="TTL of per-session keys, 0 = keep (default 7 days)")
+    p.add_argument("--summary-ttl-s", type=int,
+                   help="TTL of session summaries, 0 = keep (default 90 days)")
+    p.add_argument("--valence", help="emotion weights, e.g. angry=-1,happy=1,surprise=0.3 "
+                                     "(unnamed emotions keep their defaults)")
+    p.add_argument("--alert-webhook-url", help="POST alert JSON here (optional)")
+    p.add_argument("--no-alerts", action="store_const", const=False, dest="alerts_enabled")
+    p.add_argument("--log-level")
+    return p.parse_args(argv)
+
+
+def build_settings(args: argparse.Namespace) -> AggregatorSettings:
+    return AggregatorSettings.load(**{k: v for k, v in vars(args).items() if v is not None})
+
+
+def alert_rule(settings: AggregatorSettings) -> AlertRule:
+    return AlertRule(window_s=settings.alert_window_s, threshold=settings.alert_threshold,
+                     min_duration_s=settings.alert_min_duration_s,
+                     resolve_threshold=settings.alert_resolve_threshold,
+                     clear_s=settings.alert_clear_s, cooldown_s=settings.alert_cooldown_s,
+                     min_faces=settings.alert_min_faces)
+
+
+def deadletter_sender(producer, topics: Topics):
+    def send(record, reason: str) -> None:
+        headers = [("reason", reason.encode()[:500]), ("source_topic", record.topic.encode())]
+        producer.send(topics.deadletter, key=record.key, value=record.value, headers=headers)
+    return send
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
+    topics, keys = Topics(settings.topic_prefix), RedisKeys(settings.redis_prefix)
+    r = redis_client(settings)
+    store = SessionStore(r, keys, settings.valence, settings.bucket_ttl_s,
+                         settings.summary_ttl_s, settings.live_ema_alpha)
+    notifier = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
+    producer = consumer = None
+    try:
+        ensure_topics(settings, topics)
+        producer = kafka_producer(settings) if settings.deadletter else None
+        alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
+        aggregator = Aggregator(
+            store, topics, settings.idle_timeout_s, settings.end_grace_s,
+            AlertMonitor(alert_rule(settings)) if settings.alerts_enabled else None,
+            alert_store, deadletter_sender(producer, topics) if producer else None)
+        consumer = kafka_consumer(settings, settings.group_id, [topics.detections, topics.control])
+        log.info("aggregator consuming %s, %s -> redis %s (prefix %s)", topics.detections,
+                 topics.control, redact(settings.redis_url), settings.redis_prefix)
+        run_consumer(aggregator, consumer, stop, settings.max_poll_records,
+                     settings.poll_timeout_ms)
+        log.info("stopped: %s", aggregator.counters)
+    finally:
+        if consumer is not None:
+            consumer.close(autocommit=False)
+        if producer is not None:
+            producer.flush(10)
+            producer.close(10)
+        if notifier is not None:
+            notifier.close()
+        r.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = build_settings(args)
+        level = logging.getLevelName(settings.log_level.upper())
+        if not isinstance(level, int):
+            raise SettingsError(f"invalid setting log_level: unknown level {settings.log_level!r}")
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s aggregator %(levelname)s %(message)s")
+        settings.require_kafka()
+        settings.require_redis()
+        stop = threading.Event()
+        install_signal_handlers(stop)
+        serve(settings, stop)
+    except SettingsError as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 2
+    except ServiceUnavailable as exc:
+        print(f"aggregator: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"aggregator: Redis failed: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(f"aggregator: Kafka failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+-- Apply one detection message atomically, at most once per frame (exactly-once effect).
+-- The whole script runs as one Redis command: either every increment lands or none does,
+-- and a frame whose seq is already in the `seen` set changes nothing.
+--
+-- KEYS: 1 seen, 2 meta, 3 totals, 4 buckets, 5 tracks, 6 bucket_tracks, 7 bucket_track_ids,
+--       8 sessions index, 9 cameras index, 10 camera live, 11 active sessions
+-- ARGV: 1 seq, 2 camera_id, 3 session_id, 4 t (bucket second), 5 offset_s, 6 capture_ts,
+--       7 now, 8 faces, 9 excluded_faces, 10 sentiment_sum, 11 ttl_s (0 = none),
+--       12 ema alpha, 13 started_at guess, 14 n probability fields, then n field names,
+--       then n sums, then the number of track ids, then the track ids.
+-- Returns {applied (0|1), status, frames, expected_frames ("" when unknown)}.
+
+local seq, camera, session = ARGV[1], ARGV[2], ARGV[3]
+local t, offset_s, capture_ts = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local now, faces, excluded = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local sentiment_sum, ttl, alpha = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local n_probs = tonumber(ARGV[14])
+local prob_at = 15
+local tracks_at = prob_at + 2 * n_probs
+
+local function meta_reply()
+  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames')
+  local frames = redis.call('HGET', KEYS[3], 'frames') or '0'
+  return {m[1] or 'open', frames, m[2] or ''}
+end
+
+if redis.call('SADD', KEYS[1], seq) == 0 then
+  local r = meta_reply()
+  return {0, r[1], r[2], r[3]}
+end
+
+-- Session meta: opened by its first frame unless session_start came first.
+redis.call('HSETNX', KEYS[2], 'camera_id', camera)
+redis.call('HSETNX', KEYS[2], 'started_at', ARGV[13])
+redis.call('HSETNX', KEYS[2], 'status', 'open')
+redis.call('ZADD', KEYS[8], 'NX', redis.call('HGET', KEYS[2], 'started_at'), session)
+local meta = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'last_seen', 'end_reason')
+local status, expected = meta[1], meta[2] or ''
+if status == 'closed' and meta[4] == 'idle' then
+  -- Closed by the idle timeout, yet the camera kept sending: the session goes on.
+  status = 'open'
+  redis.call('HSET', KEYS[2], 'status', status)
+  redis.call('HDEL', KEYS[2], 'ended_at', 'end_reason')
+end
+if not meta[3] or tonumber(meta[3]) < capture_ts then
+  redis.call('HSET', KEYS[2], 'last_seen', ARGV[6])
+end
+redis.call('HSET', KEYS[2], 'updated_at', ARGV[7])
+if status ~= 'closed' then
+  redis.call('ZADD', KEYS[11], now, session)
+end
+
+-- Totals and the per-second bucket.
+local frames = redis.call('HINCRBY', KEYS[3], 'frames', 1)
+redis.call('HINCRBY', KEYS[4], t .. '|frames', 1)
+if excluded > 0 then
+  redis.call('HINCRBY', KEYS[3], 'excluded_faces', excluded)
+end
+if faces > 0 then
+  redis.call('HINCRBY', KEYS[3], 'frames_with_faces', 1)
+  redis.call('HINCRBY', KEYS[3], 'faces', faces)
+  redis.call('HINCRBY', KEYS[4], t .. '|faces', faces)
+  redis.call('HINCRBYFLOAT', KEYS[3], 'sentiment_sum', ARGV[10])
+  redis.call('HINCRBYFLOAT', KEYS[4], t .. '|sentiment_sum', ARGV[10])
+  for i = 0, n_probs - 1 do
+    local field, value = ARGV[prob_at + i], ARGV[prob_at + n_probs + i]
+    redis.call('HINCRBYFLOAT', KEYS[3], field, value)
+    redis.call('HINCRBYFLOAT', KEYS[4], t .. '|' .. field, value)
+  end
+end
+
+-- People: distinct tracks per session and per second.
+local n_tracks = tonumber(ARGV[tracks_at])
+for i = 1, n_tracks do
+  local track = ARGV[tracks_at + i]
+  redis.call('SADD', KEYS[5], track)
+  if redis.call('SADD', KEYS[7], t .. '|' .. track) == 1 then
+    redis.call('HINCRBY', KEYS[6], t, 1)
+  end
+end
+
+if ttl > 0 then
+  for i = 1, 7 do
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+end
+
+-- Camera live state: newest frame of the camera's current session wins; a replayed
+-- older frame does not move it back.
+local live = redis.call('HMGET', KEYS[10], 'session_id', 'capture_ts', 'sentiment')
+local same_session = live[1] == session
+if not same_session or not live[2] or tonumber(live[2]) <= capture_ts then
+  redis.call('HSET', KEYS[10], 'session_id', session, 'last_seen', ARGV[6],
+             'capture_ts', ARGV[6], 'offset_s', ARGV[5], 'applied_at', ARGV[7],
+             'faces', faces, 'people', redis.call('SCARD', KEYS[5]), 'status', status)
+  if faces > 0 then
+    local a = alpha
+    if not same_session or not live[3] then a = 1 end
+    local function ema(field, value)
+      local prev = tonumber(redis.call('HGET', KEYS[10], field) or value)
+      local v = a * value + (1 - a) * prev
+      redis.call('HSET', KEYS[10], field, tostring(v))
+      return v
+    end
+    ema('sentiment', sentiment_sum / faces)
+    local best, best_v = '', -1
+    for i = 0, n_probs - 1 do
+      local field = ARGV[prob_at + i]
+      local v = ema(field, tonumber(ARGV[prob_at + n_probs + i]) / faces)
+      if v > best_v then best, best_v = string.sub(field, 3), v end
+    end
+    redis.call('HSET', KEYS[10], 'dominant', best)
+  end
+  redis.call('ZADD', KEYS[9], capture_ts, camera)
+end
+
+return {1, status, tostring(frames), expected}

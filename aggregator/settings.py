@@ -1,0 +1,94 @@
+"""Typed settings of the aggregator: CommonSettings plus lifecycle, retention, alert knobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
+from moodstream.settings import CommonSettings
+
+DAY_S = 86400
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name.lower(), f"AGGREGATOR_{name}")
+
+
+def parse_valence(text: str) -> dict[str, float]:
+    """'angry=-1,happy=0.8' -> DEFAULT_VALENCE with those emotions overridden."""
+    weights = dict(DEFAULT_VALENCE)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in EMOTIONS:
+            raise ValueError(f"expected EMOTION=WEIGHT with EMOTION in {', '.join(EMOTIONS)}, "
+                             f"got {item!r}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"weight of {name} is not a number: {value!r}") from None
+    return weights
+
+
+class AggregatorSettings(CommonSettings):
+    group_id: str = Field("aggregator", validation_alias=_env("GROUP_ID"))
+    # A session with no detection for this long is closed (live cameras that vanish).
+    idle_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("IDLE_TIMEOUT_S"))
+    # After session_end, close this long after the last detection even if some of the
+    # announced frames never arrive (a frame the detector could not decode, say).
+    end_grace_s: float = Field(5.0, gt=0, validation_alias=_env("END_GRACE_S"))
+    # Retention: every per-session key (buckets, totals, meta, ...) / the summary. 0 = keep.
+    bucket_ttl_s: int = Field(7 * DAY_S, ge=0, validation_alias=_env("BUCKET_TTL_S"))
+    summary_ttl_s: int = Field(90 * DAY_S, ge=0, validation_alias=_env("SUMMARY_TTL_S"))
+    # Sentiment weight per emotion; the CLI/env form is "angry=-1,happy=1,...".
+    valence: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_VALENCE), validation_alias=_env("VALENCE"))
+    # Weight of the newest frame in the camera live EMA (sentiment, emotion mix).
+    live_ema_alpha: float = Field(0.3, gt=0, le=1, validation_alias=_env("LIVE_EMA_ALPHA"))
+
+    # Alerts: window mean sentiment <= -alert_threshold for alert_min_duration_s opens one;
+    # it resolves once the mean is above -alert_resolve_threshold for alert_clear_s, and
+    # no new alert opens on that camera for alert_cooldown_s (hysteresis, no flapping).
+    alerts_enabled: bool = Field(True, validation_alias=_env("ALERTS_ENABLED"))
+    alert_window_s: float = Field(10.0, gt=0, validation_alias=_env("ALERT_WINDOW_S"))
+    alert_threshold: float = Field(0.35, gt=0, le=1, validation_alias=_env("ALERT_THRESHOLD"))
+    alert_resolve_threshold: float = Field(0.15, ge=0, le=1,
+                                           validation_alias=_env("ALERT_RESOLVE_THRESHOLD"))
+    alert_min_duration_s: float = Field(5.0, ge=0, validation_alias=_env("ALERT_MIN_DURATION_S"))
+    alert_clear_s: float = Field(5.0, ge=0, validation_alias=_env("ALERT_CLEAR_S"))
+    alert_cooldown_s: float = Field(30.0, ge=0, validation_alias=_env("ALERT_COOLDOWN_S"))
+    alert_min_faces: int = Field(3, ge=1, validation_alias=_env("ALERT_MIN_FACES"))
+    alert_webhook_url: str | None = Field(None, validation_alias=_env("ALERT_WEBHOOK_URL"))
+
+    max_poll_records: int = Field(500, ge=1, validation_alias=_env("MAX_POLL_RECORDS"))
+    poll_timeout_ms: int = Field(100, ge=1, validation_alias=_env("POLL_TIMEOUT_MS"))
+    deadletter: bool = Field(True, validation_alias=_env("DEADLETTER"))
+
+    @field_validator("valence", mode="before")
+    @classmethod
+    def _valence(cls, value: Any):
+        if isinstance(value, str):
+            value = parse_valence(value)
+        if isinstance(value, dict):
+            value = {**DEFAULT_VALENCE, **value}
+            bad = [k for k, v in value.items() if k not in EMOTIONS or not -1 <= float(v) <= 1]
+            if bad:
+                raise ValueError(f"valence weights must be in [-1, 1] for known emotions: {bad}")
+        return value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: str | None):
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
+    @model_validator(mode="after")
+    def _hysteresis(self):
+        if self.alert_resolve_threshold > self.alert_threshold:
+            raise ValueError("alert_resolve_threshold must not exceed alert_threshold "
+                             "(the resolve level sits between the open level and neutral)")
+        return self
