@@ -33,9 +33,14 @@ def _retry(what: str, where: str, factory, timeout_s: float):
             time.sleep(0.5)
 
 
+def _bootstrap_ms(settings: CommonSettings) -> int:
+    return int(settings.connect_timeout_s * 1000)
+
+
 def kafka_producer(settings: CommonSettings, **overrides) -> KafkaProducer:
     servers = settings.require_kafka()
     config = dict(bootstrap_servers=servers.split(","), acks="all", linger_ms=5,
+                  bootstrap_timeout_ms=_bootstrap_ms(settings),
                   retries=5, max_request_size=8 * 1024 * 1024, request_timeout_ms=15000,
                   client_id="moodstream")
     config.update(overrides)
@@ -48,6 +53,7 @@ def kafka_consumer(settings: CommonSettings, group_id: str, topics: list[str],
     servers = settings.require_kafka()
     timeout = settings.kafka_session_timeout_ms
     config = dict(bootstrap_servers=servers.split(","), group_id=group_id,
+                  bootstrap_timeout_ms=_bootstrap_ms(settings),
                   enable_auto_commit=False, auto_offset_reset="earliest",
                   session_timeout_ms=timeout, heartbeat_interval_ms=max(500, timeout // 3),
                   max_poll_interval_ms=max(60000, timeout * 10), fetch_max_bytes=64 * 1024 * 1024,
@@ -68,6 +74,7 @@ def ensure_topics(settings: CommonSettings, topics: Topics | None = None) -> Non
     servers = settings.require_kafka()
     admin = _retry("Kafka", servers,
                    lambda: KafkaAdminClient(bootstrap_servers=servers.split(","),
+                                            bootstrap_timeout_ms=_bootstrap_ms(settings),
                                             client_id="moodstream-admin"),
                    settings.connect_timeout_s)
     try:

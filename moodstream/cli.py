@@ -1,0 +1,276 @@
+"""`moodstream demo | analyze | report | sessions`: the product's front door.
+
+demo     run every service on embedded (or external) servers with live demo cameras
+analyze  push recorded videos through the full distributed path and write reports
+report   export the report of any session of a running system
+sessions list the sessions a running system knows
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from moodstream.clients import ServiceUnavailable
+from moodstream.embedded import EmbeddedServerError, free_port
+from moodstream.logs import setup_logging
+from moodstream.launcher import ServiceFailed, Stack, describe, running_stack_state, wait_until
+from moodstream.reports import ReportError, SessionNotFound, build_report, format_for
+from moodstream.reports import report_path_for, write_report
+from moodstream.settings import CommonSettings, SettingsError
+
+log = logging.getLogger("moodstream")
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CLIPS = REPO / "demo" / "clips"
+EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_FAILED = 2, 3, 1
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for: one line, exit 2."""
+
+
+class Stop(Exception):
+    """SIGTERM arrived: unwind exactly like Ctrl-C."""
+
+
+def _raise_stop(signum, frame):
+    raise Stop()
+
+
+# ---------------------------------------------------------------- helpers
+
+def camera_id_for(path: Path, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.")[:48] or "video"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def new_session_id(camera_id: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{camera_id}-{stamp}-{uuid.uuid4().hex[:4]}"
+
+
+def check_video(path: Path) -> int:
+    """Frames in a readable video; UserError with the reason otherwise."""
+    import cv2
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    if not path.is_file():
+        raise UserError(f"not a video file: {path}")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok, _frame = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            raise UserError(f"cannot decode video: {path} (unsupported or corrupt file)")
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+
+
+def _redis_keys(settings: CommonSettings):
+    from moodstream.redis_keys import RedisKeys
+    return RedisKeys(settings.redis_prefix)
+
+
+def _session_status(redis_client, keys, session_id: str) -> str:
+    return redis_client.hget(keys.meta(session_id), "status") or ""
+
+
+# ---------------------------------------------------------------- analyze
+
+def cmd_analyze(args, settings: CommonSettings) -> int:
+    videos = [Path(v) for v in args.videos]
+    for video in videos:
+        check_video(video)
+    report_fmt = format_for(args.report, args.format)
+    taken: set[str] = set()
+    jobs = [(v, camera_id_for(v, taken)) for v in videos]
+    jobs = [(v, cam, new_session_id(cam)) for v, cam in jobs]
+    log_dir = Path(tempfile.mkdtemp(prefix="moodstream-analyze-"))
+    with Stack(settings, log_dir=log_dir) as stack:
+        from moodstream.clients import ensure_topics, redis_client
+        ensure_topics(stack.settings)
+        r = redis_client(stack.settings)
+        keys = _redis_keys(stack.settings)
+        stack.start("aggregator", "--idle-timeout-s", str(args.idle_timeout))
+        stack.start("detector", *(["--model", args.model] if args.model else []))
+        ingests = [stack.start(f"ingest:{cam}", "--source", str(v), "--camera-id", cam,
+                               "--session-id", sid, "--mode", "fast", "--fps", str(args.fps),
+                               module="ingest") for v, cam, sid in jobs]
+        deadline = time.monotonic() + args.timeout
+        for ingest in ingests:
+            while ingest.running:
+                stack.check_alive(("detector", "aggregator"))
+                if time.monotonic() > deadline:
+                    raise ServiceFailed(f"{ingest.name} did not finish within {args.timeout}s")
+                time.sleep(0.2)
+            if ingest.proc.returncode != 0:
+                lines = ingest.tail().strip().splitlines()
+                raise ServiceFailed(f"{ingest.name} failed: {lines[-1] if lines else 'no output'}")
+        for _v, cam, sid in jobs:
+            done = wait_until(lambda: _session_status(r, keys, sid) == "closed",
+                              max(5.0, deadline - time.monotonic()),
+                              check=lambda: stack.check_alive(("detector", "aggregator")))
+            if not done:
+                raise ServiceFailed(f"session {sid} of {cam} was not closed in time "
+                                    f"(logs in {log_dir})")
+        for _v, cam, sid in jobs:
+            report = build_report(r, keys, sid)
+            path = write_report(report, report_path_for(args.report, sid, cam, len(jobs) > 1),
+                                report_fmt)
+            print(_summary_line(path, report))
+    return 0
+
+
+def _summary_line(path: Path, report: dict) -> str:
+    sentiment = report["mean_sentiment"]
+    mood = "n/a" if sentiment is None else f"{sentiment:+.2f}"
+    return (f"wrote {path}: {report['frames_processed']} frames, "
+            f"{report['frames_with_faces']} with faces, {report['faces_detected']} faces, "
+            f"dominant {report['dominant_emotion'] or 'none'}, mean sentiment {mood}")
+
+
+# ---------------------------------------------------------------- demo
+
+def demo_sources(source: str | None) -> list[tuple[str, str]]:
+    if source:
+        if not re.match(r"^[a-z][a-z0-9+.-]*://", source) and not source.isdigit():
+            check_video(Path(source))
+        return [("camera-1", source)]
+    clips = sorted(DEMO_CLIPS.glob("*.mp4"))
+    if not clips:
+        raise UserError(f"no demo clips in {DEMO_CLIPS}: run scripts/make_demo_clips.py")
+    return [(clip.stem, str(clip)) for clip in clips]
+
+
+def cmd_demo(args, settings: CommonSettings) -> int:
+    sources = demo_sources(args.source)
+    port = args.port if _port_free(args.host, args.port) else free_port(args.host)
+    url = f"http://{args.host}:{port}"
+    with Stack(settings) as stack:
+        from moodstream.clients import ensure_topics
+        ensure_topics(stack.settings)
+        stack.start("aggregator")
+        stack.start("detector")
+        stack.start("dashboard", "--host", args.host, "--port", str(port))
+        for camera_id, src in sources:
+            live = src.isdigit() or "://" in src
+            mode = [] if live else ["--mode", "realtime", "--loop"]
+            stack.start(f"ingest:{camera_id}", "--source", src, "--camera-id", camera_id,
+                        "--fps", str(args.fps), *mode, module="ingest")
+        stack.publish_state(url)
+        print(f"\nmoodstream demo: {len(sources)} camera(s), {describe(stack.settings)}\n"
+              f"  dashboard: {url}\n  Ctrl-C stops everything.\n", flush=True)
+        while True:
+            stack.check_alive(("detector", "aggregator", "dashboard"))
+            time.sleep(1.0)
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+# ---------------------------------------------------------------- report / sessions
+
+def _settings_for_running_system(settings: CommonSettings) -> CommonSettings:
+    if settings.redis_url:
+        return settings
+    state = running_stack_state()
+    if not state:
+        raise UserError("no running moodstream found: set REDIS_URL to your Redis, "
+                        "or start `moodstream demo` first")
+    return settings.model_copy(update={"redis_url": state["redis_url"],
+                                       "redis_prefix": state.get("redis_prefix", "ms")})
+
+
+def cmd_report(args, settings: CommonSettings) -> int:
+    from moodstream.clients import redis_client
+    settings = _settings_for_running_system(settings)
+    fmt = format_for(args.report, args.format)
+    report = build_report(redis_client(settings), _redis_keys(settings), args.session_id)
+    print(_summary_line(write_report(report, args.report, fmt), report))
+    return 0
+
+
+def cmd_sessions(args, settings: CommonSettings) -> int:
+    from moodstream.clients import redis_client
+    settings = _settings_for_running_system(settings)
+    r, keys = redis_client(settings), _redis_keys(settings)
+    for session_id, started in r.zrevrange(keys.sessions, 0, args.limit - 1, withscores=True):
+        meta = r.hgetall(keys.meta(session_id))
+        when = datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{session_id}\t{meta.get('camera_id', '?')}\t{when}Z\t{meta.get('status', '?')}")
+    return 0
+
+
+# ---------------------------------------------------------------- main
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moodstream", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="run the whole product with live demo cameras")
+    d.add_argument("--source", help="rtsp/http URL, video path or webcam index instead of the demo clips")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8050)
+    d.add_argument("--fps", type=float, default=5.0, help="frames per second sampled per camera")
+    a = sub.add_parser("analyze", help="analyse recorded videos end to end and write reports")
+    a.add_argument("videos", nargs="+", metavar="VIDEO")
+    a.add_argument("--report", required=True, help="output path; .json, .csv or .html")
+    a.add_argument("--format", choices=("json", "csv", "html"))
+    a.add_argument("--fps", type=float, default=0, help="sample rate; 0 = every frame")
+    a.add_argument("--model", help="emotion model (default: models/emotion.keras)")
+    a.add_argument("--timeout", type=float, default=900.0)
+    a.add_argument("--idle-timeout", type=float, default=60.0)
+    r = sub.add_parser("report", help="export one session's report from a running system")
+    r.add_argument("session_id")
+    r.add_argument("--report", required=True, help="output path; .json, .csv or .html")
+    r.add_argument("--format", choices=("json", "csv", "html"))
+    s = sub.add_parser("sessions", help="list recent sessions of a running system")
+    s.add_argument("--limit", type=int, default=50)
+    return p
+
+
+COMMANDS = {"demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "sessions": cmd_sessions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(os.environ.get("MOODSTREAM_LOG_LEVEL", "INFO"), "moodstream")
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        return COMMANDS[args.command](args, CommonSettings.load())
+    except (UserError, SettingsError, ReportError, SessionNotFound) as exc:
+        print(f"moodstream: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ServiceUnavailable, EmbeddedServerError) as exc:
+        print(f"moodstream: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except ServiceFailed as exc:
+        print(f"moodstream: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (KeyboardInterrupt, Stop):
+        print("moodstream: stopped", file=sys.stderr)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
