@@ -1,0 +1,132 @@
+"""Session lifecycle through Aggregator.process on a real Redis (records built in-process)."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from aggregator.service import Aggregator
+from moodstream.reports import build_report
+from moodstream.topics import Topics
+from tests.aggregator.conftest import control, detection
+
+pytestmark = pytest.mark.integration
+
+TOPICS = Topics("t")
+
+
+def record(message, offset: int = 0, topic: str | None = None):
+    topic = topic or (TOPICS.control if hasattr(message, "type") else TOPICS.detections)
+    raw = message if isinstance(message, bytes) else message.to_bytes()
+    return SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"cam1", value=raw)
+
+
+@pytest.fixture
+def make_aggregator(make_store):
+    def make(idle_timeout_s: float = 30.0, end_grace_s: float = 5.0, **kw) -> Aggregator:
+        return Aggregator(make_store(), TOPICS, idle_timeout_s, end_grace_s, **kw)
+    return make
+
+
+def status(redis_conn, keys, session: str = "s1") -> str | None:
+    return redis_conn.hget(keys.meta(session), "status")
+
+
+def test_end_event_before_the_last_detections_closes_on_the_last_frame(make_aggregator,
+                                                                       redis_conn, keys):
+    agg = make_aggregator()
+    frames = [detection(i, ["happy"] if i % 2 else []) for i in range(20)]
+    agg.process([record(control("session_start", source="clip.mp4"))] +
+                [record(m) for m in frames[:12]])
+    agg.process([record(control("session_end", frames=20))])  # overtakes 8 detections
+    assert status(redis_conn, keys) == "ending"
+    assert redis_conn.get(keys.summary("s1")) is None
+
+    agg.process([record(m) for m in frames[12:19]])
+    assert status(redis_conn, keys) == "ending"
+    agg.process([record(frames[19])])
+    assert status(redis_conn, keys) == "closed"
+
+    meta = redis_conn.hgetall(keys.meta("s1"))
+    assert meta["end_reason"] == "eof" and meta["expected_frames"] == "20"
+    assert meta["source"] == "clip.mp4"
+    summary = json.loads(redis_conn.get(keys.summary("s1")))
+    assert summary == build_report(redis_conn, keys, "s1")
+    assert summary["status"] == "closed" and summary["frames_processed"] == 20
+    assert summary["faces_detected"] == 10
+    assert redis_conn.zscore(keys.active_sessions, "s1") is None
+    assert redis_conn.hget(keys.camera_live("cam1"), "status") == "closed"
+
+
+def test_end_event_after_all_detections_closes_at_once(make_aggregator, redis_conn, keys):
+    agg = make_aggregator()
+    agg.process([record(detection(i, ["sad"])) for i in range(5)] +
+                [record(control("session_end", frames=5))])
+    assert status(redis_conn, keys) == "closed"
+    assert agg.counters.sessions_closed == 1
+    agg.process([record(control("session_end", frames=5))])  # redelivered: no second close
+    assert agg.counters.sessions_closed == 1
+
+
+def test_empty_session_closes_on_its_end_event(make_aggregator, redis_conn, keys):
+    agg = make_aggregator()
+    agg.process([record(control("session_start")), record(control("session_end", frames=0))])
+    report = json.loads(redis_conn.get(keys.summary("s1")))
+    assert report["frames_processed"] == 0 and report["timeline"] == []
+
+
+def test_idle_timeout_closes_a_session(make_aggregator, redis_conn, keys):
+    agg = make_aggregator(idle_timeout_s=0.3)
+    agg.process([record(detection(i, ["neutral"])) for i in range(3)])
+    agg.housekeeping(force=True)
+    assert status(redis_conn, keys) == "open"
+    time.sleep(0.4)
+    agg.housekeeping(force=True)
+    assert status(redis_conn, keys) == "closed"
+    assert redis_conn.hget(keys.meta("s1"), "end_reason") == "idle"
+    assert json.loads(redis_conn.get(keys.summary("s1")))["frames_processed"] == 3
+
+    # The camera kept sending after all: the session reopens and counts on.
+    agg.process([record(detection(3, ["neutral"]))])
+    assert status(redis_conn, keys) == "open"
+    assert redis_conn.hget(keys.totals("s1"), "frames") == "4"
+
+
+def test_missing_frames_close_after_the_end_grace(make_aggregator, redis_conn, keys):
+    agg = make_aggregator(end_grace_s=0.3)
+    agg.process([record(detection(i, [])) for i in range(4)] +
+                [record(control("session_end", frames=5))])
+    agg.housekeeping(force=True)
+    assert status(redis_conn, keys) == "ending"
+    time.sleep(0.4)
+    agg.housekeeping(force=True)
+    assert status(redis_conn, keys) == "closed"
+
+
+def test_a_late_frame_after_close_refreshes_the_summary(make_aggregator, redis_conn, keys):
+    agg = make_aggregator(end_grace_s=0.01)
+    agg.process([record(detection(i, ["happy"])) for i in range(3)] +
+                [record(control("session_end", frames=4))])
+    time.sleep(0.05)
+    agg.housekeeping(force=True)
+    assert json.loads(redis_conn.get(keys.summary("s1")))["frames_processed"] == 3
+    agg.process([record(detection(3, ["happy"]))])
+    assert status(redis_conn, keys) == "closed"
+    assert json.loads(redis_conn.get(keys.summary("s1")))["frames_processed"] == 4
+
+
+def test_malformed_messages_are_counted_dead_lettered_and_skipped(make_aggregator, redis_conn,
+                                                                  keys):
+    dead = []
+    agg = make_aggregator(deadletter=lambda rec, reason: dead.append((rec.value, reason)))
+    bad_id = detection(0, []).to_bytes().replace(b'"s1"', b'"../x"')
+    agg.process([record(b"not json"), record(b'{"v": 9}'), record(bad_id),
+                 record(b'{"v": 1, "type": "nope"}', topic=TOPICS.control),
+                 record(detection(1, ["happy"]))])
+    assert agg.counters.malformed == 4
+    assert [value for value, _ in dead][:2] == [b"not json", b'{"v": 9}']
+    assert "unsupported schema version" in dead[1][1]
+    assert redis_conn.hget(keys.totals("s1"), "frames") == "1"
