@@ -43,8 +43,9 @@ class CommonSettings(BaseSettings):
             return cls(**clean)
         except ValidationError as exc:
             first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "settings"
-            raise SettingsError(f"invalid setting {field}: {first['msg']}") from None
+            name = ".".join(str(p) for p in first["loc"]).upper() or "SETTINGS"
+            raise SettingsError(f"invalid setting {name.lower()} (env {name} or MOODSTREAM_{name}): "
+                                f"{first['msg']}") from None
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap_servers:
