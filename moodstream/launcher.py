@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,12 @@ from moodstream.settings import CommonSettings, redact
 
 log = logging.getLogger("moodstream")
 
-STATE_FILE = Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / "moodstream-stack.json"
+
+
+def state_file() -> Path:
+    """Where a running demo advertises its servers to `moodstream report` in another shell."""
+    return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / "moodstream-stack.json"
+
 SHUTDOWN_ORDER = ("ingest", "detector", "aggregator", "dashboard")
 
 
@@ -133,8 +139,9 @@ class Stack:
             server.stop()
         self._embedded.clear()
         with contextlib.suppress(OSError):
-            if STATE_FILE.exists() and json.loads(STATE_FILE.read_text()).get("pid") == os.getpid():
-                STATE_FILE.unlink()
+            path = state_file()
+            if path.exists() and json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
 
     def publish_state(self, dashboard_url: str | None) -> None:
         """Let `moodstream report` in another terminal find this stack's Redis."""
@@ -142,8 +149,9 @@ class Stack:
                  "kafka": self.settings.kafka_bootstrap_servers, "dashboard": dashboard_url,
                  "redis_prefix": self.settings.redis_prefix}
         with contextlib.suppress(OSError):
-            STATE_FILE.write_text(json.dumps(state))
-            STATE_FILE.chmod(0o600)
+            path = state_file()
+            path.write_text(json.dumps(state))
+            path.chmod(0o600)
 
 
 def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
@@ -161,7 +169,7 @@ def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
 def running_stack_state() -> dict | None:
     """State of a running `moodstream demo`, if there is one on this machine."""
     with contextlib.suppress(OSError, ValueError):
-        state = json.loads(STATE_FILE.read_text())
+        state = json.loads(state_file().read_text())
         os.kill(int(state["pid"]), 0)
         return state
     return None
