@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+
+import cv2
 
 from ingest.config import IngestSettings
 from ingest.metrics import IngestMetrics
@@ -29,6 +32,10 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its outage noise is ours to report
+    # FFmpeg and OpenCV print their own stderr lines for each bad file or dropped stream;
+    # the reader reports those itself, once, as a state change.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2.setLogLevel(0)  # 0 = silent
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -141,8 +141,13 @@ class Publisher:
 
 
 def make_producer(settings, factory: Callable[..., KafkaProducer]) -> KafkaProducer:
-    """Producer tuned to ride out outages: bounded blocking, long delivery timeout."""
-    return factory(settings, linger_ms=5, max_block_ms=2000,
+    """Producer tuned to ride out outages: bounded blocking, long delivery timeout.
+
+    Idempotence is off: an idempotent producer cannot resume after a broker that lost its
+    producer-id state (a restarted broker without persistence) and fails every later send.
+    A retried frame may then arrive twice; consumers dedupe by (camera, session, seq).
+    """
+    return factory(settings, linger_ms=5, max_block_ms=2000, enable_idempotence=False,
                    delivery_timeout_ms=int(settings.delivery_timeout_s * 1000),
                    reconnect_backoff_ms=200, reconnect_backoff_max_ms=2000,
                    retry_backoff_ms=200)

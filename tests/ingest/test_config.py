@@ -1,0 +1,98 @@
+"""Camera configuration: CLI camera, YAML and TOML files, and one-line errors for bad ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.config import CameraConfig, IngestSettings, PacingMode, load_camera_file
+from moodstream.settings import SettingsError
+
+YAML = """
+defaults: {fps: 2, jpeg_quality: 70}
+cameras:
+  - id: door
+    url: rtsp://admin:secret@10.0.0.5/stream1
+    session: {gap_s: 10, every_s: 3600}
+    roi: [[[0, 0], [100, 0], [100, 80]]]
+  - id: desk
+    url: 0
+    fps: 0
+    max_width: 640
+  - id: spare
+    url: /dev/null
+    enabled: false
+"""
+
+TOML = """
+[defaults]
+mode = "fast"
+
+[[cameras]]
+id = "clip"
+url = "video.mp4"
+loop = true
+session = { id = "call-42" }
+"""
+
+
+def settings(**kw) -> IngestSettings:
+    return IngestSettings.load(kafka_bootstrap_servers="127.0.0.1:1", **kw)
+
+
+def test_cli_camera_takes_cli_values():
+    [camera] = settings(source="a.mp4", camera_id="till-3", session_id="s1", fps=0,
+                        mode="fast", loop=True, max_width=320, jpeg_quality=50).cameras()
+    assert camera == CameraConfig(id="till-3", url="a.mp4", fps=0, mode=PacingMode.FAST,
+                                  loop=True, max_width=320, jpeg_quality=50,
+                                  session={"id": "s1", "gap_s": 30.0, "every_s": None})
+
+
+def test_yaml_file_merges_defaults_and_skips_disabled(tmp_path):
+    path = tmp_path / "cams.yaml"
+    path.write_text(YAML)
+    door, desk = settings(config=path).cameras()
+    assert (door.id, door.fps, door.jpeg_quality, door.session.every_s) == ("door", 2, 70, 3600)
+    assert door.roi == [[(0, 0), (100, 0), (100, 80)]]
+    assert (desk.url, desk.fps, desk.max_width) == ("0", 0, 640)  # webcam index as text
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "cams.toml"
+    path.write_text(TOML)
+    [clip] = load_camera_file(path, settings())
+    assert (clip.mode, clip.loop, clip.session.id) == (PacingMode.FAST, True, "call-42")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cameras: []", "non-empty `cameras`"),
+    ("cameras: [{id: 'bad id!', url: x}]", "cameras[0]: id"),
+    ("cameras: [{id: a, url: x, fps: -1}]", "cameras[0]: fps"),
+    ("cameras: [{id: a, url: x, colour: red}]", "cameras[0]: colour"),
+    ("cameras: [{id: a, url: x, roi: [[[0, 0], [1, 1]]]}]", "at least 3 points"),
+    ("cameras: [{id: a, url: x}, {id: a, url: y}]", "duplicate camera id(s): a"),
+    ("cameras: [{id: a, url: x", "is not valid"),
+])
+def test_bad_yaml_is_one_line_settings_error(tmp_path, text, message):
+    path = tmp_path / "cams.yml"
+    path.write_text(text)
+    with pytest.raises(SettingsError) as err:
+        settings(config=path).cameras()
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_or_unknown_config_file(tmp_path):
+    with pytest.raises(SettingsError, match="cannot read camera config"):
+        settings(config=tmp_path / "nope.yaml").cameras()
+    other = tmp_path / "cams.json"
+    other.write_text("{}")
+    with pytest.raises(SettingsError, match="use a .yaml"):
+        settings(config=other).cameras()
+
+
+def test_nothing_to_ingest_and_bad_cli_values():
+    with pytest.raises(SettingsError, match="--source or --config"):
+        settings().cameras()
+    with pytest.raises(SettingsError, match="jpeg_quality"):
+        settings(source="a.mp4", jpeg_quality=0)
+    with pytest.raises(SettingsError, match="camera-id"):
+        settings(source="a.mp4", camera_id="no spaces").cameras()
