@@ -10,6 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 from kafka import KafkaConsumer
 
+from ingest.config import CameraConfig, IngestSettings
+from ingest.metrics import IngestMetrics
+from ingest.publisher import make_producer
+from ingest.service import IngestService
+from ingest.source import SourceState, StatusEvent
+from moodstream.clients import ensure_topics, kafka_producer
 from moodstream.embedded import free_port
 from moodstream.schemas import ControlEvent, FrameHeaders
 from moodstream.topics import Topics
@@ -89,6 +95,7 @@ class MjpegServer:
 class Received:
     frames: list[tuple[bytes, FrameHeaders, bytes]]  # (key, headers, jpeg)
     control: list[ControlEvent]
+    frame_times_ms: list[int]  # broker record timestamps (producer create time)
 
     def ends(self) -> list[ControlEvent]:
         return [e for e in self.control if e.type == "session_end"]
@@ -100,7 +107,7 @@ def read_topics(bootstrap: str, prefix: str, until, timeout_s: float = 30.0) -> 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=500)
     consumer.subscribe([topics.frames, topics.control])
-    got = Received([], [])
+    got = Received([], [], [])
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline and not until(got):
@@ -108,6 +115,7 @@ def read_topics(bootstrap: str, prefix: str, until, timeout_s: float = 30.0) -> 
                 for msg in batch:
                     if msg.topic == topics.frames:
                         got.frames.append((msg.key, FrameHeaders.from_kafka(msg.headers), msg.value))
+                        got.frame_times_ms.append(msg.timestamp)
                     else:
                         got.control.append(ControlEvent.from_bytes(msg.value))
     finally:
@@ -122,3 +130,54 @@ def wait_until(predicate, timeout_s: float, step_s: float = 0.1) -> bool:
             return True
         time.sleep(step_s)
     return predicate()
+
+
+class RecordingMetrics(IngestMetrics):
+    """Real metrics that also keep every state change, for assertions on the state machine."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[StatusEvent] = []
+
+    def status(self, event: StatusEvent) -> None:
+        self.events.append(event)
+        super().status(event)
+
+    def states(self, camera_id: str) -> list[SourceState]:
+        return [e.state for e in self.events if e.camera_id == camera_id]
+
+
+class RunningIngest:
+    """An in-process IngestService on a real broker, run in a thread; stopped on exit."""
+
+    def __init__(self, bootstrap: str, prefix: str, cameras: list[CameraConfig], **overrides):
+        self.settings = IngestSettings.load(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix,
+                                            **overrides)
+        ensure_topics(self.settings)
+        self.producer = make_producer(self.settings, kafka_producer)
+        self.metrics = RecordingMetrics()
+        self.service = IngestService(self.settings, cameras, self.producer, self.metrics)
+        self.exit_code: int | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        self.exit_code = self.service.run()
+
+    def __enter__(self) -> "RunningIngest":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.service.request_stop()
+        self._thread.join(60)
+        self.producer.close(timeout=5)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait_done(self, timeout_s: float) -> int | None:
+        self._thread.join(timeout_s)
+        return self.exit_code
+
+    def counts(self, camera_id: str):
+        return self.metrics.counts(camera_id)

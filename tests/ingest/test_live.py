@@ -1,0 +1,113 @@
+"""Live sources on real servers: an HTTP MJPEG camera killed and restarted, dead and hung
+cameras next to a healthy one, and the metrics/health endpoint."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+from ingest.config import CameraConfig
+from ingest.source import SourceState
+from moodstream.embedded import free_port
+from tests.conftest import VIDEOS, require
+from tests.ingest.helpers import MjpegServer, RunningIngest, clip_jpegs, read_topics, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAST_RECONNECT = dict(backoff_initial_s=0.2, backoff_max_s=1.0, stall_timeout_s=2.0,
+                      open_timeout_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def jpegs():
+    return clip_jpegs(require(VIDEOS / "single_face_smile.mp4"))
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_mjpeg_camera_killed_mid_stream_reconnects_and_resumes(kafka_server, unique_prefix,
+                                                               jpegs):
+    camera = MjpegServer(jpegs, fps=15).start()
+    metrics_port = free_port()
+    cam = CameraConfig(id="http-cam", url=camera.url, fps=5)
+    try:
+        with RunningIngest(kafka_server.bootstrap, unique_prefix, [cam],
+                           metrics_port=metrics_port, **FAST_RECONNECT) as ingest:
+            counts = ingest.counts("http-cam")
+            assert wait_until(lambda: counts.published >= 5, 15), ingest.metrics.events
+            camera.stop()  # the camera dies mid-stream
+            assert wait_until(lambda: counts.reconnects >= 2, 10)
+            assert counts.state is SourceState.RECONNECTING and ingest.alive()
+            published_during_outage = counts.published
+            camera.start()  # same port, as a rebooted camera would
+            assert wait_until(lambda: counts.state is SourceState.STREAMING, 5)
+            assert wait_until(lambda: counts.published >= published_during_outage + 5, 10)
+
+            status, text = get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert status == 200
+            assert 'ingest_source_state{camera="http-cam",ingest_source_state="streaming"} 1.0' in text
+            assert f'ingest_reconnects_total{{camera="http-cam"}} {counts.reconnects}.0' in text
+            assert 'ingest_publish_latency_seconds_count{camera="http-cam"}' in text
+            status, body = get(f"http://127.0.0.1:{metrics_port}/healthz")
+            assert (status, json.loads(body)["cameras"]) == (200, {"http-cam": "streaming"})
+    finally:
+        camera.stop()
+    states = ingest.metrics.states("http-cam")
+    assert states[:2] == [SourceState.CONNECTING, SourceState.STREAMING]
+    assert SourceState.RECONNECTING in states and states[-1] is SourceState.ENDED
+    assert camera.connections >= 2
+    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: bool(g.ends()))
+    [end] = got.ends()  # one session: the outage was shorter than the session gap
+    assert end.reason == "shutdown" and end.frames_published == len(got.frames)
+    assert [h.seq for _, h, _ in sorted(got.frames, key=lambda f: f[1].seq)] == \
+        list(range(len(got.frames)))
+
+
+def test_dead_and_hung_cameras_do_not_stop_a_healthy_one(kafka_server, unique_prefix, jpegs,
+                                                         caplog):
+    healthy = MjpegServer(jpegs, fps=15).start()
+    hung = socket.socket()  # accepts connections, never answers
+    hung.bind(("127.0.0.1", 0))
+    hung.listen()
+    cameras = [
+        CameraConfig(id="dead", url=f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/live"),
+        CameraConfig(id="hung", url=f"http://127.0.0.1:{hung.getsockname()[1]}/video"),
+        CameraConfig(id="ok", url=healthy.url, fps=10),
+    ]
+    caplog.set_level("INFO")
+    try:
+        with RunningIngest(kafka_server.bootstrap, unique_prefix, cameras,
+                           reconnect_max_attempts=3, metrics_port=free_port(),
+                           **FAST_RECONNECT) as ingest:
+            dead, hang, ok = (ingest.counts(c) for c in ("dead", "hung", "ok"))
+            assert wait_until(lambda: dead.state is SourceState.FAILED, 15)
+            assert dead.reconnects == 3  # bounded: gave up after the configured attempts
+            assert wait_until(lambda: ok.published >= 20, 10) and ok.state is SourceState.STREAMING
+            assert wait_until(lambda: hang.state is SourceState.FAILED, 20)
+            status, body = get(f"http://127.0.0.1:{ingest.settings.metrics_port}/healthz")
+            assert status == 200 and json.loads(body)["cameras"]["dead"] == "failed"
+    finally:
+        healthy.stop()
+        hung.close()
+    assert ingest.exit_code == 0
+    log = caplog.text
+    assert "camera dead: connecting -> reconnecting (unreachable; retry in" in log
+    assert "gave up after 3 reconnect attempts" in log
+    assert "hunter2" not in log and "rtsp://***@127.0.0.1" in log
+
+
+def test_every_camera_failing_is_a_nonzero_exit(kafka_server, unique_prefix):
+    cameras = [CameraConfig(id="gone", url=f"http://127.0.0.1:{free_port()}/x")]
+    with RunningIngest(kafka_server.bootstrap, unique_prefix, cameras,
+                       reconnect_max_attempts=1, **FAST_RECONNECT) as ingest:
+        assert ingest.wait_done(15) == 1
