@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -72,6 +73,18 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+@contextlib.contextmanager
+def quiet_kafka_logs():
+    """kafka-python logs every failed connection attempt while we retry; the retry loop ends
+    in one clear line of its own, so keep the client quiet until it is connected."""
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(logging.WARNING)
+
+
 def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
     topics, keys = Topics(settings.topic_prefix), RedisKeys(settings.redis_prefix)
     r = redis_client(settings)
@@ -80,14 +93,16 @@ def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
     notifier = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
     producer = consumer = None
     try:
-        ensure_topics(settings, topics)
-        producer = kafka_producer(settings) if settings.deadletter else None
+        with quiet_kafka_logs():
+            ensure_topics(settings, topics)
+            producer = kafka_producer(settings) if settings.deadletter else None
+            consumer = kafka_consumer(settings, settings.group_id,
+                                      [topics.detections, topics.control])
         alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
         aggregator = Aggregator(
             store, topics, settings.idle_timeout_s, settings.end_grace_s,
             AlertMonitor(alert_rule(settings)) if settings.alerts_enabled else None,
             alert_store, deadletter_sender(producer, topics) if producer else None)
-        consumer = kafka_consumer(settings, settings.group_id, [topics.detections, topics.control])
         log.info("aggregator consuming %s, %s -> redis %s (prefix %s)", topics.detections,
                  topics.control, redact(settings.redis_url), settings.redis_prefix)
         run_consumer(aggregator, consumer, stop, settings.max_poll_records,
@@ -108,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = build_settings(args)
+        settings.require_kafka()
+        settings.require_redis()
         level = logging.getLevelName(settings.log_level.upper())
         if not isinstance(level, int):
             raise SettingsError(f"invalid setting log_level: unknown level {settings.log_level!r}")
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s aggregator %(levelname)s %(message)s")
-        settings.require_kafka()
-        settings.require_redis()
         stop = threading.Event()
         install_signal_handlers(stop)
         serve(settings, stop)

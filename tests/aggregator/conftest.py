@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,6 +14,7 @@ from moodstream.redis_keys import RedisKeys
 from moodstream.schemas import ControlEvent, DetectionMessage
 
 T0 = 1_700_000_000.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def probs(dominant: str, weight: float = 0.7) -> dict[str, float]:
