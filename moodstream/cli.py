@@ -160,7 +160,7 @@ def demo_sources(source: str | None) -> list[tuple[str, str]]:
 
 def cmd_demo(args, settings: CommonSettings) -> int:
     sources = demo_sources(args.source)
-    port = args.port if _port_free(args.host, args.port) else free_port(args.host)
+    port = args.port if args.port and _port_free(args.host, args.port) else free_port(args.host)
     url = f"http://{args.host}:{port}"
     with Stack(settings) as stack:
         from moodstream.clients import ensure_topics
@@ -173,6 +173,9 @@ def cmd_demo(args, settings: CommonSettings) -> int:
             mode = [] if live else ["--mode", "realtime", "--loop"]
             stack.start(f"ingest:{camera_id}", "--source", src, "--camera-id", camera_id,
                         "--fps", str(args.fps), *mode, module="ingest")
+        if not wait_until(lambda: not _port_free(args.host, port), 90.0,
+                          check=lambda: stack.check_alive(("dashboard",))):
+            raise ServiceFailed(f"dashboard did not start listening on {url}")
         stack.publish_state(url)
         print(f"\nmoodstream demo: {len(sources)} camera(s), {describe(stack.settings)}\n"
               f"  dashboard: {url}\n  Ctrl-C stops everything.\n", flush=True)
