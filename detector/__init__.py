@@ -1,0 +1,1 @@
+"""The detector service: faces, batched emotion inference, tracking, privacy masks."""

@@ -1,0 +1,109 @@
+"""python -m detector: faces + batched emotions from the frames topic to the detections topic.
+
+Runs until SIGTERM or SIGINT. Exit codes: 0 clean stop, 1 runtime failure (e.g. broker
+unreachable), 2 bad configuration (missing model, bad setting or camera file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from kafka.errors import KafkaError  # noqa: E402
+
+from detector.classifier import ModelError, resolve_serving  # noqa: E402
+from detector.faces import DetectorError  # noqa: E402
+from detector.settings import DetectorSettings  # noqa: E402
+from moodstream.clients import ServiceUnavailable  # noqa: E402
+from moodstream.settings import SettingsError  # noqa: E402
+
+log = logging.getLogger("detector")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m detector", description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="emotion model (.keras/.tflite) or its .card.json "
+                                   "(default models/emotion.keras, served as its card says)")
+    p.add_argument("--max-batch", type=int, help="most face crops per inference call (64)")
+    p.add_argument("--max-wait-ms", type=float, help="longest a frame waits for its batch (50)")
+    p.add_argument("--detector", help="face detector backend: yunet (default) or haar")
+    p.add_argument("--min-face", type=int, help="smallest face side in frame pixels (20)")
+    p.add_argument("--confidence", type=float, help="face detector confidence 0..1 (0.6)")
+    p.add_argument("--downscale", type=int, help="detect on frames shrunk to this width, 0 = never (960)")
+    p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
+    p.add_argument("--group-id", help="Kafka consumer group (detector)")
+    p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")
+    p.add_argument("--detector-id", help="name in each detection (default host:pid)")
+    return p
+
+
+def build_pipeline(settings: DetectorSettings):
+    """Face detector, masks and model from settings; raises ModelError/DetectorError/SettingsError."""
+    from detector.classifier import EmotionModel
+    from detector.faces import build_detector
+    from detector.pipeline import FramePipeline
+    from detector.roi import load_masks
+    from detector.tracking import Trackers
+    masks = load_masks(settings.cameras) if settings.cameras else {}
+    detector = build_detector(settings.detector, settings.confidence, settings.min_face,
+                              settings.downscale)
+    model = EmotionModel(settings.model)
+    model.warm_up((1, settings.max_batch))
+    trackers = Trackers(settings.track_iou, settings.track_max_age_s, settings.smoothing_alpha)
+    return FramePipeline(detector, model, trackers, masks, settings.max_batch,
+                         settings.max_jpeg_bytes, settings.max_pixels,
+                         settings.detector_id or f"{socket.gethostname()}:{os.getpid()}")
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handle(signum, _frame):
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+    _install_signals(stop)
+    service = None
+    try:
+        settings = DetectorSettings.load(**{k: v for k, v in vars(args).items()})
+        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s detector %(levelname)s %(message)s")
+        resolve_serving(settings.model)  # a missing model fails before any slow import
+        settings.require_kafka()
+        from detector.service import DetectorService
+        service = DetectorService(settings, pipeline=None, stop=stop)
+        service.connect()
+        service.pipeline = build_pipeline(settings)
+        log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s",
+                 service.pipeline.model.path, service.pipeline.model.format,
+                 service.pipeline.model.device, settings.detector, settings.max_batch,
+                 settings.max_wait_ms, settings.group_id)
+        service.run()
+        return 0
+    except (SettingsError, ModelError, DetectorError) as exc:
+        print(f"detector: {exc}", file=sys.stderr)
+        return 2
+    except ServiceUnavailable as exc:
+        print(f"detector: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:  # the broker went away mid-run: stop; uncommitted frames replay
+        print(f"detector: Kafka failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if service is not None:
+            service.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

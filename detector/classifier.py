@@ -1,0 +1,168 @@
+"""The emotion model behind one batched call: card-driven loading of .keras or .tflite.
+
+`models/<stem>.card.json` beside the model says which artefact to serve and in which
+label order; without a card the .keras file is served. Every call takes a whole batch
+of crops (N, size, size, 1) with raw 0..255 pixels and returns (N, 7) probabilities in
+moodstream.emotions.EMOTIONS order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from moodstream.emotions import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """The model or its card cannot be used; the message says which file and why."""
+
+
+def find_card(model_path: Path) -> Path | None:
+    """`emotion.card.json` for `emotion.keras` / `emotion.tflite`, or the path itself."""
+    if model_path.name.endswith(".card.json"):
+        return model_path
+    card = model_path.with_name(model_path.name.split(".")[0] + ".card.json")
+    return card if card.is_file() else None
+
+
+def resolve_serving(model_path: Path) -> tuple[str, Path, list[str], int]:
+    """(format, artefact path, label order, input size) from the card, or the .keras alone."""
+    card_path = find_card(model_path)
+    if card_path is None:
+        if not model_path.exists():
+            raise ModelError(f"model not found: {model_path}")
+        fmt = "tflite" if model_path.suffix == ".tflite" else "keras"
+        return fmt, model_path, list(EMOTIONS), 48
+    try:
+        card = json.loads(card_path.read_text())
+        labels = list(card.get("labels") or EMOTIONS)
+        size = int(card.get("input", {}).get("size", 48))
+        serving = card.get("serving") or {}
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"cannot read model card {card_path}: {exc}") from None
+    if sorted(labels) != sorted(EMOTIONS):
+        raise ModelError(f"model card {card_path}: labels {labels} are not the 7 FER emotions")
+    fmt, path = serving.get("format", "keras"), serving.get("path")
+    if model_path.suffix in (".keras", ".tflite") and model_path.suffix[1:] != fmt:
+        fmt, path = model_path.suffix[1:], model_path.name  # an explicit artefact wins
+    artefact = card_path.parent / (path or model_path.name)
+    if not artefact.exists():
+        raise ModelError(f"model not found: {artefact} (named by {card_path})")
+    return fmt, artefact, labels, size
+
+
+class EmotionModel:
+    """One compiled inference call per batch, outputs reordered to EMOTIONS."""
+
+    def __init__(self, model_path: Path, threads: int | None = None):
+        fmt, artefact, labels, size = resolve_serving(Path(model_path))
+        self.format, self.path, self.size = fmt, artefact, size
+        self._order = [labels.index(e) for e in EMOTIONS]  # card order -> EMOTIONS order
+        self._run = (_tflite_runner(artefact, threads) if fmt == "tflite"
+                     else _keras_runner(artefact, size))
+        self.device = _device_name() if fmt == "keras" else "cpu (tflite)"
+        self.calls = 0  # inference calls made, for batching tests and metrics
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        self.calls += 1
+        probs = self._run(np.asarray(crops, np.float32))
+        return np.asarray(probs, np.float32)[:, self._order]
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Trace / allocate before the first real frame so it is not slow."""
+        for n in batch_sizes:
+            self._run(np.zeros((n, self.size, self.size, 1), np.float32))
+
+
+def _device_name() -> str:
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"gpu ({gpus[0].name})" if gpus else "cpu"
+
+
+def _float32_model(model):
+    """A mixed-precision checkpoint rebuilt in float32 (faster on CPUs without bf16 units).
+
+    Its variables are float32 already, so the weights copy over exactly.
+    """
+    import keras
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        clone = keras.models.clone_model(model, clone_function=clone_layer)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _keras_runner(path: Path, size: int):
+    import keras
+    import tensorflow as tf
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Share the card with other processes instead of grabbing all of its memory.
+        tf.config.experimental.set_memory_growth(gpu, True)
+    try:
+        model = _float32_model(keras.saving.load_model(path, compile=False))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"cannot load model {path}: {str(exc).splitlines()[0]}") from None
+    # One trace for every batch size: the signature leaves the batch dimension open.
+    spec = tf.TensorSpec([None, size, size, 1], tf.float32)
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return lambda batch: fn(tf.constant(batch)).numpy()
+
+
+def _tflite_runner(path: Path, threads: int | None):
+    import tensorflow as tf
+    try:
+        interpreter = tf.lite.Interpreter(model_path=str(path),
+                                          num_threads=threads or os.cpu_count() or 1)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load TFLite model {path}: {exc}") from None
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    shape = [int(d) for d in inp["shape"][1:]]
+    allocated = [-1]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        if len(batch) != allocated[0]:
+            interpreter.resize_tensor_input(inp["index"], [len(batch), *shape])
+            interpreter.allocate_tensors()
+            allocated[0] = len(batch)
+        interpreter.set_tensor(inp["index"], _quantize(batch, inp))
+        interpreter.invoke()
+        return _dequantize(interpreter.get_tensor(out["index"]), out)
+
+    return run
+
+
+def _quantize(batch: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if detail["dtype"] in (np.int8, np.uint8) and scale:
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(batch / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return batch.astype(detail["dtype"])
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if values.dtype != np.float32 and scale:
+        return (values.astype(np.float32) - zero) * scale
+    return values.astype(np.float32)

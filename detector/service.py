@@ -1,0 +1,143 @@
+"""The Kafka loop: poll frames, batch, classify, produce detections, then commit.
+
+At-least-once: input offsets are committed only after the detections (and dead letters)
+of those frames have been produced and the producer flushed. Frames are batched across
+partitions, so one inference call serves several cameras. A partition revoked in a
+rebalance first has its pending batch flushed and committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from detector.batching import FrameBatch
+from detector.pipeline import FramePipeline, PoisonFrame
+from detector.settings import DetectorSettings
+from moodstream.clients import ensure_topics, kafka_consumer, kafka_producer
+from moodstream.schemas import FrameHeaders, MessageError
+from moodstream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY_S = 30.0
+
+
+class _FlushOnRevoke(ConsumerRebalanceListener):
+    def __init__(self, service: "DetectorService"):
+        self.service = service
+
+    def on_partitions_revoked(self, revoked):
+        self.service.flush()  # hand the work on before another worker gets these partitions
+
+    def on_partitions_assigned(self, assigned):
+        self.service.assigned = sorted(tp.partition for tp in assigned)
+        log.info("assigned partitions %s", self.service.assigned)
+
+
+class DetectorService:
+    def __init__(self, settings: DetectorSettings, pipeline: FramePipeline,
+                 stop: threading.Event | None = None):
+        self.settings, self.pipeline = settings, pipeline
+        self.topics = Topics(settings.topic_prefix)
+        self.stop = stop or threading.Event()
+        self.batch = FrameBatch(settings.max_batch, settings.max_wait_ms)
+        self.counters: Counter = Counter()
+        self.assigned: list[int] = []
+        self.consumer = self.producer = None
+
+    def connect(self) -> None:
+        """Create topics and clients; raises ServiceUnavailable when the broker is down."""
+        ensure_topics(self.settings, self.topics)
+        self.producer = kafka_producer(self.settings, client_id=f"moodstream-{self.settings.group_id}")
+        self.consumer = kafka_consumer(self.settings, self.settings.group_id, [self.topics.frames],
+                                       max_poll_records=max(16, self.settings.max_batch))
+        self.consumer.subscribe([self.topics.frames], listener=_FlushOnRevoke(self))
+
+    def run(self) -> None:
+        """Until stop is set; the pending batch is flushed on the way out."""
+        next_stats = time.monotonic() + STATS_EVERY_S
+        try:
+            while not self.stop.is_set():
+                wait_ms = int(self.batch.wait_left_s() * 1000) if not self.batch.empty else 500
+                polled = self.consumer.poll(timeout_ms=max(1, wait_ms))
+                for records in polled.values():
+                    for record in records:
+                        self.handle(record)
+                if self.batch.due:
+                    self.flush()
+                if time.monotonic() >= next_stats:
+                    self.log_stats()
+                    next_stats = time.monotonic() + STATS_EVERY_S
+        finally:
+            self.flush()
+            self.log_stats()
+
+    def handle(self, record) -> None:
+        partition = (record.topic, record.partition)
+        try:
+            headers = FrameHeaders.from_kafka(record.headers)
+            frame = self.pipeline.prepare(record.value, headers, source=record)
+        except (MessageError, PoisonFrame) as exc:
+            self.dead_letter(record, str(exc))
+            self.batch.settle(partition, record.offset)
+        else:
+            self.batch.add(frame, partition, record.offset)
+        if self.batch.full:
+            self.flush()
+
+    def dead_letter(self, record, reason: str) -> None:
+        self.counters["deadletter"] += 1
+        self.counters[f"deadletter:{reason.split(':')[0]}"] += 1
+        log.warning("dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        headers = [(k, v) for k, v in (record.headers or []) if k not in ("reason", "source_topic")]
+        headers += [("reason", reason.encode()), ("source_topic", record.topic.encode())]
+        self.producer.send(self.topics.deadletter, key=record.key, value=record.value or b"",
+                           headers=headers)
+
+    def flush(self) -> None:
+        """Classify the batch, produce its detections, flush, then commit its offsets."""
+        batch = self.batch
+        if batch.empty:
+            return
+        self.batch = FrameBatch(self.settings.max_batch, self.settings.max_wait_ms)
+        classify_ms = self.pipeline.classify(batch.frames)
+        for message in self.pipeline.messages(batch.frames, classify_ms):
+            self.producer.send(self.topics.detections, key=message.camera_id.encode(),
+                               value=message.to_bytes())
+            self.counters["frames"] += 1
+            self.counters["faces"] += len(message.faces)
+            self.counters["excluded_faces"] += message.excluded_faces
+        if batch.crops:
+            self.counters["inference_calls"] += 1
+        self.producer.flush()
+        self.commit(batch.offsets)
+
+    def commit(self, offsets: dict) -> None:
+        if not offsets:
+            return
+        payload = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+        try:
+            self.consumer.commit(payload)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on (rebalance): the new owner re-reads these frames; the
+            # aggregator counts a frame once, so a redelivery is harmless.
+            self.counters["commit_failed"] += 1
+            log.warning("offset commit failed (%s); frames will be redelivered", type(exc).__name__)
+
+    def log_stats(self) -> None:
+        log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(self.counters.items())))
+
+    def close(self) -> None:
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception as exc:  # noqa: BLE001 - closing must not mask the real error
+                    log.warning("closing %s failed: %s", type(client).__name__, exc)

@@ -1,0 +1,49 @@
+"""Track ids across frames and per-track smoothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detector.faces import FaceBox
+from detector.tracking import CameraTracker, Track, Trackers, iou
+from tests.detector.conftest import clip_frames
+
+
+def test_track_id_is_stable_on_the_single_face_clip(yunet):
+    tracker = Trackers().for_camera("cam1")
+    ids = []
+    for index, frame in enumerate(clip_frames("single_face_smile.mp4", 2)):
+        tracks = tracker.assign("s1", index / 15.0, yunet.detect(frame))
+        ids.extend(t.track_id for t in tracks)
+    assert len(ids) >= 30 and set(ids) == {1}
+
+
+def test_separate_faces_get_separate_ids_and_a_new_session_starts_over():
+    tracker = CameraTracker()
+    a, b = FaceBox(0, 0, 50, 50, 1.0), FaceBox(200, 0, 50, 50, 1.0)
+    first = [t.track_id for t in tracker.assign("s1", 0.0, [a, b])]
+    moved = [t.track_id for t in tracker.assign("s1", 0.1, [FaceBox(205, 2, 50, 50, 1.0),
+                                                           FaceBox(4, 0, 50, 50, 1.0)])]
+    assert first == [1, 2] and moved == [2, 1]
+    assert [t.track_id for t in tracker.assign("s2", 0.2, [a])] == [3]
+
+
+def test_a_track_unseen_too_long_is_closed():
+    tracker = CameraTracker(max_age_s=1.0)
+    box = FaceBox(0, 0, 50, 50, 1.0)
+    assert tracker.assign("s", 0.0, [box])[0].track_id == 1
+    assert tracker.assign("s", 0.5, [box])[0].track_id == 1
+    assert tracker.assign("s", 2.0, [box])[0].track_id == 2
+
+
+def test_ema_smoothing_follows_alpha():
+    track = Track(1, FaceBox(0, 0, 1, 1, 1.0), 0.0)
+    first = track.smooth(np.array([1.0, 0.0]), alpha=0.25)
+    second = track.smooth(np.array([0.0, 1.0]), alpha=0.25)
+    assert first.tolist() == [1.0, 0.0] and np.allclose(second, [0.75, 0.25])
+
+
+def test_iou():
+    assert iou(FaceBox(0, 0, 10, 10, 1), FaceBox(0, 0, 10, 10, 1)) == 1.0
+    assert iou(FaceBox(0, 0, 10, 10, 1), FaceBox(5, 0, 10, 10, 1)) == 50 / 150
+    assert iou(FaceBox(0, 0, 10, 10, 1), FaceBox(20, 20, 5, 5, 1)) == 0.0
