@@ -4,19 +4,28 @@
 --
 -- KEYS: 1 seen, 2 meta, 3 totals, 4 buckets, 5 tracks, 6 bucket_tracks, 7 bucket_track_ids,
 --       8 sessions index, 9 cameras index, 10 camera live, 11 active sessions
--- ARGV: 1 seq, 2 camera_id, 3 session_id, 4 t (bucket second), 5 offset_s, 6 capture_ts,
---       7 now, 8 faces, 9 excluded_faces, 10 sentiment_sum, 11 ttl_s (0 = none),
---       12 ema alpha, 13 started_at guess, 14 n probability fields, then n field names,
---       then n sums, then the number of track ids, then the track ids.
+-- ARGV (packed into few arguments: client-side encoding per argument is the cost that
+-- dominates at high rates): 1 camera_id, 2 session_id, 3 comma-separated numbers
+-- "seq,t,offset_s,capture_ts,now,faces,excluded,sentiment_sum,ttl_s,ema_alpha,started_at,
+-- <one probability sum per field>", 4 comma-separated probability field names,
+-- 5 comma-separated track ids (may be empty). t is the bucket second; ttl_s 0 = none.
 -- Returns {applied (0|1), status, frames, expected_frames ("" when unknown)}.
 
-local seq, camera, session = ARGV[1], ARGV[2], ARGV[3]
-local t, offset_s, capture_ts = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local now, faces, excluded = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local sentiment_sum, ttl, alpha = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local n_probs = tonumber(ARGV[14])
-local prob_at = 15
-local tracks_at = prob_at + 2 * n_probs
+local function split(text)
+  local out = {}
+  for item in string.gmatch(text, '[^,]+') do out[#out + 1] = item end
+  return out
+end
+
+local camera, session = ARGV[1], ARGV[2]
+local v = split(ARGV[3])
+local seq, t, offset_raw, capture_raw, now_raw = v[1], v[2], v[3], v[4], v[5]
+local offset_s, capture_ts, now = tonumber(offset_raw), tonumber(capture_raw), tonumber(now_raw)
+local faces, excluded, sentiment_raw = tonumber(v[6]), tonumber(v[7]), v[8]
+local sentiment_sum, ttl, alpha, started_at = tonumber(v[8]), tonumber(v[9]), tonumber(v[10]), v[11]
+local prob_fields, tracks = split(ARGV[4]), split(ARGV[5])
+local n_probs = #prob_fields
+local prob_at = 12  -- first probability sum in v
 
 local function meta_reply()
   local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames')
@@ -31,7 +40,7 @@ end
 
 -- Session meta: opened by its first frame unless session_start came first.
 redis.call('HSETNX', KEYS[2], 'camera_id', camera)
-redis.call('HSETNX', KEYS[2], 'started_at', ARGV[13])
+redis.call('HSETNX', KEYS[2], 'started_at', started_at)
 redis.call('HSETNX', KEYS[2], 'status', 'open')
 redis.call('ZADD', KEYS[8], 'NX', redis.call('HGET', KEYS[2], 'started_at'), session)
 local meta = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'last_seen', 'end_reason')
@@ -43,9 +52,9 @@ if status == 'closed' and meta[4] == 'idle' then
   redis.call('HDEL', KEYS[2], 'ended_at', 'end_reason')
 end
 if not meta[3] or tonumber(meta[3]) < capture_ts then
-  redis.call('HSET', KEYS[2], 'last_seen', ARGV[6])
+  redis.call('HSET', KEYS[2], 'last_seen', capture_raw)
 end
-redis.call('HSET', KEYS[2], 'updated_at', ARGV[7])
+redis.call('HSET', KEYS[2], 'updated_at', now_raw)
 if status ~= 'closed' then
   redis.call('ZADD', KEYS[11], now, session)
 end
@@ -60,19 +69,17 @@ if faces > 0 then
   redis.call('HINCRBY', KEYS[3], 'frames_with_faces', 1)
   redis.call('HINCRBY', KEYS[3], 'faces', faces)
   redis.call('HINCRBY', KEYS[4], t .. '|faces', faces)
-  redis.call('HINCRBYFLOAT', KEYS[3], 'sentiment_sum', ARGV[10])
-  redis.call('HINCRBYFLOAT', KEYS[4], t .. '|sentiment_sum', ARGV[10])
+  redis.call('HINCRBYFLOAT', KEYS[3], 'sentiment_sum', sentiment_raw)
+  redis.call('HINCRBYFLOAT', KEYS[4], t .. '|sentiment_sum', sentiment_raw)
   for i = 0, n_probs - 1 do
-    local field, value = ARGV[prob_at + i], ARGV[prob_at + n_probs + i]
+    local field, value = prob_fields[i + 1], v[prob_at + i]
     redis.call('HINCRBYFLOAT', KEYS[3], field, value)
     redis.call('HINCRBYFLOAT', KEYS[4], t .. '|' .. field, value)
   end
 end
 
 -- People: distinct tracks per session and per second.
-local n_tracks = tonumber(ARGV[tracks_at])
-for i = 1, n_tracks do
-  local track = ARGV[tracks_at + i]
+for _, track in ipairs(tracks) do
   redis.call('SADD', KEYS[5], track)
   if redis.call('SADD', KEYS[7], t .. '|' .. track) == 1 then
     redis.call('HINCRBY', KEYS[6], t, 1)
@@ -90,8 +97,8 @@ end
 local live = redis.call('HMGET', KEYS[10], 'session_id', 'capture_ts', 'sentiment')
 local same_session = live[1] == session
 if not same_session or not live[2] or tonumber(live[2]) <= capture_ts then
-  redis.call('HSET', KEYS[10], 'session_id', session, 'last_seen', ARGV[6],
-             'capture_ts', ARGV[6], 'offset_s', ARGV[5], 'applied_at', ARGV[7],
+  redis.call('HSET', KEYS[10], 'session_id', session, 'last_seen', capture_raw,
+             'capture_ts', capture_raw, 'offset_s', offset_raw, 'applied_at', now_raw,
              'faces', faces, 'people', redis.call('SCARD', KEYS[5]), 'status', status)
   if faces > 0 then
     local a = alpha
@@ -105,9 +112,9 @@ if not same_session or not live[2] or tonumber(live[2]) <= capture_ts then
     ema('sentiment', sentiment_sum / faces)
     local best, best_v = '', -1
     for i = 0, n_probs - 1 do
-      local field = ARGV[prob_at + i]
-      local v = ema(field, tonumber(ARGV[prob_at + n_probs + i]) / faces)
-      if v > best_v then best, best_v = string.sub(field, 3), v end
+      local field = prob_fields[i + 1]
+      local mix = ema(field, tonumber(v[prob_at + i]) / faces)
+      if mix > best_v then best, best_v = string.sub(field, 3), mix end
     end
     redis.call('HSET', KEYS[10], 'dominant', best)
   end

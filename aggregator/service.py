@@ -15,7 +15,7 @@ from typing import Iterable
 from kafka.errors import CommitFailedError, KafkaError
 
 from aggregator.alerts import AlertMonitor, AlertStore
-from aggregator.store import Applied, SessionStore
+from aggregator.store import Applied, SessionStore, check_detection
 from moodstream.schemas import ControlEvent, DetectionMessage, MessageError
 from moodstream.topics import Topics
 
@@ -85,7 +85,7 @@ class Aggregator:
                     self.counters.controls += 1
                     (batch.starts if event.type == "session_start" else batch.ends).append(event)
                 else:
-                    batch.detections.append(DetectionMessage.from_bytes(record.value))
+                    batch.detections.append(check_detection(DetectionMessage.from_bytes(record.value)))
             except MessageError as exc:
                 self._skip(record, str(exc))
         return batch

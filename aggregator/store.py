@@ -19,9 +19,11 @@ import redis
 from moodstream.emotions import EMOTIONS, sentiment
 from moodstream.redis_keys import PROB_FIELDS, RedisKeys
 from moodstream.reports import build_report
-from moodstream.schemas import ControlEvent, DetectionMessage
+from moodstream.schemas import ControlEvent, DetectionMessage, MessageError
 
 log = logging.getLogger(__name__)
+
+_PROB_FIELDS_ARG = ",".join(PROB_FIELDS)
 
 _START_SESSION = """
 local fresh = redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3])
@@ -95,6 +97,21 @@ def _expected(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
 
 
+def check_detection(msg: DetectionMessage) -> DetectionMessage:
+    """Reject values Redis cannot add (NaN, inf, negative probabilities) before any write:
+    a Lua script that fails half-way would leave half its increments behind."""
+    numbers = [msg.offset_s, msg.capture_ts] + [v for f in msg.faces
+                                                for p in (f.probs, f.smoothed) if p
+                                                for v in p.values()]
+    if not all(math.isfinite(x) for x in numbers):
+        raise MessageError("non-finite number in detection")
+    if msg.seq < 0 or msg.offset_s < 0 or msg.excluded_faces < 0:
+        raise MessageError("negative seq, offset_s or excluded_faces")
+    if any(v < 0 for f in msg.faces for p in (f.probs, f.smoothed) if p for v in p.values()):
+        raise MessageError("negative probability")
+    return msg
+
+
 def face_probs(face) -> Mapping[str, float]:
     """The detector's per-track smoothed probabilities when it sent them, else the raw ones."""
     return face.smoothed if face.smoothed is not None else face.probs
@@ -119,14 +136,15 @@ class SessionStore:
         sentiment_sum = sum(sentiment(p, self.valence) for p in probs)
         prob_sums = [sum(p.get(e, 0.0) for p in probs) for e in EMOTIONS]
         tracks = sorted({str(f.track_id) for f in msg.faces if f.track_id is not None})
-        second = math.floor(max(msg.offset_s, 0.0))
+        second = math.floor(msg.offset_s)
         keys = [k.seen(s), k.meta(s), k.totals(s), k.buckets(s), k.tracks(s), k.bucket_tracks(s),
                 k.bucket_track_ids(s), k.sessions, k.cameras, k.camera_live(msg.camera_id),
                 k.active_sessions]
-        args = [msg.seq, msg.camera_id, s, second, repr(msg.offset_s), repr(msg.capture_ts),
-                repr(now), len(msg.faces), msg.excluded_faces, repr(sentiment_sum),
-                self.bucket_ttl_s, repr(self.ema_alpha), repr(msg.capture_ts - msg.offset_s),
-                len(PROB_FIELDS), *PROB_FIELDS, *map(repr, prob_sums), len(tracks), *tracks]
+        numbers = [msg.seq, second, msg.offset_s, msg.capture_ts, now, len(msg.faces),
+                   msg.excluded_faces, sentiment_sum, self.bucket_ttl_s, self.ema_alpha,
+                   msg.capture_ts - msg.offset_s, *prob_sums]
+        args = [msg.camera_id, s, ",".join(map(repr, numbers)), _PROB_FIELDS_ARG,
+                ",".join(tracks)]
         return keys, args, sentiment_sum
 
     def apply_detections(self, messages: Iterable[DetectionMessage]) -> list[Applied]:

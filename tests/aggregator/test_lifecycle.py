@@ -123,10 +123,13 @@ def test_malformed_messages_are_counted_dead_lettered_and_skipped(make_aggregato
     dead = []
     agg = make_aggregator(deadletter=lambda rec, reason: dead.append((rec.value, reason)))
     bad_id = detection(0, []).to_bytes().replace(b'"s1"', b'"../x"')
-    agg.process([record(b"not json"), record(b'{"v": 9}'), record(bad_id),
-                 record(b'{"v": 1, "type": "nope"}', topic=TOPICS.control),
+    nan = detection(2, ["sad"]).to_bytes().replace(b'"sad":0.7', b'"sad":NaN')
+    negative = detection(3, []).to_bytes().replace(b'"seq":3', b'"seq":-3')
+    agg.process([record(b"not json"), record(b'{"v": 9}'), record(bad_id), record(nan),
+                 record(negative), record(b'{"v": 1, "type": "nope"}', topic=TOPICS.control),
                  record(detection(1, ["happy"]))])
-    assert agg.counters.malformed == 4
+    assert agg.counters.malformed == 6
+    assert any("non-finite" in reason for _, reason in dead)
     assert [value for value, _ in dead][:2] == [b"not json", b'{"v": 9}']
     assert "unsupported schema version" in dead[1][1]
     assert redis_conn.hget(keys.totals("s1"), "frames") == "1"
