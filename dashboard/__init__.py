@@ -1,0 +1,1 @@
+"""moodstream dashboard: live overview, sessions, drill-down and report downloads (Dash)."""

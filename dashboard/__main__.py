@@ -1,0 +1,83 @@
+"""`python -m dashboard [--host HOST] [--port PORT]`: serve the dashboard with waitress."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from moodstream.clients import ServiceUnavailable, redis_client
+from moodstream.redis_keys import RedisKeys
+from moodstream.settings import SettingsError, redact
+
+log = logging.getLogger("dashboard")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dashboard",
+                                     description="moodstream live dashboard and session reports")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1; any other address "
+                        "needs DASHBOARD_USER+DASHBOARD_PASSWORD or DASHBOARD_TOKEN)")
+    parser.add_argument("--port", type=int, help="port (default 8050)")
+    parser.add_argument("--refresh-s", type=float, help="refresh period, at most 2 s")
+    return parser.parse_args(argv)
+
+
+def _raise_interrupt(_signum, _frame):
+    raise KeyboardInterrupt  # SIGTERM ends the server exactly like Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Imported here so `--help` and config errors answer fast, before Dash loads.
+    from dashboard.settings import DashboardSettings
+    try:
+        settings = DashboardSettings.load(host=args.host, port=args.port, refresh_s=args.refresh_s)
+        settings.check_access()
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        client = redis_client(settings)
+    except (SettingsError, ValueError) as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+    except ServiceUnavailable as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return serve(settings, client)
+    finally:
+        client.close()
+
+
+def serve(settings, client) -> int:
+    from waitress import create_server
+
+    from dashboard.app import create_app
+    from dashboard.data import DashboardData
+
+    app = create_app(settings, DashboardData(client, RedisKeys(settings.redis_prefix)))
+    try:
+        server = create_server(app.server, host=settings.host, port=settings.port,
+                               threads=settings.threads)
+    except OSError as exc:
+        print(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    access = "basic auth" if settings.basic_auth else "token" if settings.bearer_token else "loopback only"
+    log.info("dashboard on http://%s:%s (%s; Redis %s)", settings.host, settings.port, access,
+             redact(settings.redis_url or ""))
+    print(f"dashboard: serving on http://{settings.host}:{settings.port}", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        log.info("dashboard stopping")
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The page layout and the small HTML builders the callbacks fill it with.
+
+All pages live in one layout and the router only shows or hides them, so every callback's
+components always exist (no "nonexistent object" errors in the browser console).
+Builders here are pure: plain data in, Dash components out. No face image anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote
+
+from dash import dcc, html
+
+from dashboard.data import CameraLive, SessionRow, utc
+
+TREND_WINDOWS = ((60, "1 min"), (300, "5 min"), (900, "15 min"))
+HIDDEN = {"display": "none"}
+SHOWN: dict[str, str] = {}
+_TABLE = {"borderCollapse": "collapse", "width": "100%", "margin": "0.5em 0"}
+_CELL = {"borderBottom": "1px solid #ddd", "padding": "4px 8px", "textAlign": "left"}
+_ALERT = {"background": "#fdecea", "color": "#8a1c12", "padding": "8px 12px",
+          "border": "1px solid #f5c2bd", "margin": "8px 0"}
+
+
+def build_layout(refresh_s: float) -> html.Div:
+    return html.Div(style={"fontFamily": "system-ui, sans-serif", "margin": "0 2em"}, children=[
+        dcc.Location(id="url"),
+        # The only timer: every live callback is driven by this one tick.
+        dcc.Interval(id="tick", interval=int(refresh_s * 1000), n_intervals=0),
+        dcc.Download(id="download"),
+        dcc.Store(id="session-rendered"),
+        _header(),
+        html.Div(id="alerts-banner"),
+        html.Div(id="page-overview", children=_overview_page()),
+        html.Div(id="page-sessions", style=HIDDEN, children=_sessions_page()),
+        html.Div(id="page-session", style=HIDDEN, children=_session_page()),
+        html.Div(id="page-missing", style=HIDDEN, children=html.P("No such page.")),
+    ])
+
+
+def _header() -> html.Div:
+    return html.Div(style={"display": "flex", "gap": "1.5em", "alignItems": "baseline"}, children=[
+        html.H2("moodstream", style={"marginRight": "1em"}),
+        dcc.Link("Live overview", href="/", id="nav-overview"),
+        dcc.Link("Sessions", href="/sessions", id="nav-sessions"),
+        html.Span(id="redis-status", children="connecting…", style={"marginLeft": "auto"}),
+    ])
+
+
+def _overview_page() -> list:
+    return [
+        html.Div(id="people-total", style={"fontSize": "1.2em", "margin": "0.5em 0"}),
+        html.Div(id="cameras-table"),
+        html.Div([html.Label("Trend window: "),
+                  dcc.RadioItems(id="trend-window", value=300, inline=True,
+                                 options=[{"label": label, "value": s} for s, label in TREND_WINDOWS])]),
+        dcc.Graph(id="trend-graph", config={"displaylogo": False}),
+        dcc.Graph(id="mix-graph", config={"displaylogo": False}),
+        html.H3("Active sessions"),
+        html.Div(id="active-sessions"),
+    ]
+
+
+def _sessions_page() -> list:
+    return [
+        html.H3("Sessions"),
+        html.Div(style={"display": "flex", "gap": "1em", "flexWrap": "wrap", "alignItems": "center"},
+                 children=[
+                     dcc.Dropdown(id="filter-camera", placeholder="all cameras", clearable=True,
+                                  style={"minWidth": "14em"}),
+                     dcc.DatePickerRange(id="filter-dates", clearable=True,
+                                         display_format="YYYY-MM-DD"),
+                     dcc.Input(id="filter-min", type="number", min=-1, max=1, step="any",
+                               placeholder="min sentiment", debounce=True),
+                     dcc.Input(id="filter-max", type="number", min=-1, max=1, step="any",
+                               placeholder="max sentiment", debounce=True),
+                 ]),
+        html.Div(id="sessions-table"),
+    ]
+
+
+def _session_page() -> list:
+    return [
+        html.H3(id="session-title"),
+        html.Div(style={"display": "flex", "gap": "0.5em"}, children=[
+            html.Button("Download CSV", id="download-csv"),
+            html.Button("Download JSON", id="download-json"),
+            html.Button("Download HTML report", id="download-html"),
+        ]),
+        html.Div(id="session-summary"),
+        dcc.Graph(id="session-sentiment", config={"displaylogo": False}),
+        dcc.Graph(id="session-emotions", config={"displaylogo": False}),
+        dcc.Graph(id="session-people", config={"displaylogo": False}),
+        html.H4("Alerts"),
+        html.Div(id="session-alerts"),
+    ]
+
+
+def fmt_time(ts: float | None) -> str:
+    return utc(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+
+
+def fmt_sentiment(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def _sentiment_color(value: float | None) -> str:
+    if value is None:
+        return "#777"
+    return "#1a7f37" if value > 0.15 else "#c62828" if value < -0.15 else "#555"
+
+
+def _table(header: Iterable[str], rows: list[list[Any]], table_id: str) -> html.Table:
+    head = html.Tr([html.Th(h, style=_CELL) for h in header])
+    body = [html.Tr([html.Td(cell, style=_CELL) for cell in row]) for row in rows]
+    return html.Table([html.Thead(head), html.Tbody(body)], id=table_id, style=_TABLE)
+
+
+def session_link(session_id: str) -> dcc.Link:
+    return dcc.Link(session_id, href=f"/session/{quote(session_id, safe='')}")
+
+
+def cameras_table(cameras: list[CameraLive], alerts: Mapping[str, Any], now: float) -> html.Div:
+    if not cameras:
+        return html.P("No camera has reported yet.", id="no-cameras")
+    rows = [[
+        html.Span(cam.camera_id, className="camera-id"),
+        html.Span(fmt_sentiment(cam.sentiment), style={"color": _sentiment_color(cam.sentiment),
+                                                      "fontWeight": "bold"}),
+        cam.dominant or "—", cam.faces, cam.people,
+        session_link(cam.session_id) if cam.session_id else "—",
+        _age(cam.last_seen, now),
+        "ALERT" if cam.camera_id in alerts or cam.alert else "",
+    ] for cam in cameras]
+    return _table(["camera", "sentiment", "dominant", "faces", "people", "session", "last seen",
+                   "alert"], rows, "cameras")
+
+
+def _age(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "—"
+    age = max(0.0, now - ts)
+    return f"{age:.0f} s ago" if age < 120 else fmt_time(ts)
+
+
+def people_total(cameras: list[CameraLive]) -> str:
+    active = [c for c in cameras if c.session_id]
+    return (f"People in view now: {sum(c.people for c in active)} · "
+            f"faces: {sum(c.faces for c in active)} · cameras: {len(cameras)}")
+
+
+def sessions_table(rows: list[SessionRow], table_id: str = "sessions") -> html.Div:
+    if not rows:
+        return html.P("No sessions match.", id=f"{table_id}-empty")
+    body = [[session_link(r.session_id), r.camera_id, r.status, fmt_time(r.started_at),
+             fmt_time(r.ended_at), r.frames, r.faces,
+             html.Span(fmt_sentiment(r.mean_sentiment),
+                       style={"color": _sentiment_color(r.mean_sentiment)})] for r in rows]
+    return _table(["session", "camera", "status", "started (UTC)", "last (UTC)", "frames", "faces",
+                   "mean sentiment"], body, table_id)
+
+
+def alerts_banner(alerts: Mapping[str, Mapping[str, Any]]) -> list:
+    return [html.Div(f"Alert on {camera}: {describe_alert(alert)}", className="alert-banner",
+                     style=_ALERT) for camera, alert in sorted(alerts.items())]
+
+
+def describe_alert(alert: Mapping[str, Any]) -> str:
+    """One line from an alert record (fields per the moodstream.redis_keys docstring)."""
+    parts = [f"{alert.get('status') or 'open'} negative-sentiment alert"]
+    if alert.get("session_id"):
+        parts.append(f"session {alert['session_id']}")
+    for key, label in (("sentiment", "window mean"), ("worst", "worst"),
+                       ("threshold", "threshold")):
+        if isinstance(alert.get(key), (int, float)):
+            parts.append(f"{label} {alert[key]:+.2f}")
+    if isinstance(alert.get("opened_at"), (int, float)):
+        parts.append(f"since {fmt_time(float(alert['opened_at']))} UTC")
+    if isinstance(alert.get("resolved_at"), (int, float)):
+        parts.append(f"resolved {fmt_time(float(alert['resolved_at']))} UTC")
+    return " · ".join(parts)
+
+
+def session_summary(report: Mapping[str, Any]) -> html.Table:
+    fields = [("camera", report.get("camera_id")), ("status", report.get("status")),
+              ("started", report.get("started_at")), ("ended", report.get("ended_at")),
+              ("duration (s)", report.get("duration_s")),
+              ("frames processed", report.get("frames_processed")),
+              ("faces detected", report.get("faces_detected")),
+              ("tracks (people)", report.get("people")),
+              ("dominant emotion", report.get("dominant_emotion")),
+              ("mean sentiment", fmt_sentiment(report.get("mean_sentiment")))]
+    return _table(["field", "value"], [[k, "—" if v in (None, "") else v] for k, v in fields],
+                  "session-facts")
+
+
+def session_alerts(alerts: list[Mapping[str, Any]]) -> html.Div:
+    if not alerts:
+        return html.P("No alerts in this session.")
+    return html.Ul([html.Li(describe_alert(a), className="session-alert") for a in alerts])
+
+
+def status_line(ok: bool, now: float | None = None) -> html.Span:
+    if not ok:
+        return html.Span("Redis unreachable", id="redis-down",
+                         style={"color": "#c62828", "fontWeight": "bold"})
+    stamp = time.strftime("%H:%M:%S", time.gmtime(now or time.time()))
+    return html.Span(f"live · updated {stamp} UTC", style={"color": "#1a7f37"})
