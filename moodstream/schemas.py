@@ -25,7 +25,8 @@ class MessageError(ValueError):
 
 
 def valid_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value or ""))
+    # fullmatch: with match(), "$" would also accept a trailing newline.
+    return bool(ID_PATTERN.fullmatch(value or ""))
 
 
 def check_id(value: str, what: str) -> str:
