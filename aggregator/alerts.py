@@ -42,6 +42,7 @@ class _CameraState:
     clear_since: float | None = None
     cooldown_until: float = float("-inf")
     alert: dict | None = None  # the open alert record
+    last_ts: float = float("-inf")  # newest capture_ts seen
 
     def push(self, offset_s: float, faces: int, sentiment_sum: float, window_s: float) -> None:
         self.window.append((offset_s, faces, sentiment_sum))
@@ -79,10 +80,13 @@ class AlertMonitor:
                 sentiment_sum: float, ts: float) -> list[AlertEvent]:
         events: list[AlertEvent] = []
         state = self.cameras.get(camera_id)
+        if state is not None and state.session_id != session_id and ts < state.last_ts:
+            return events  # a straggler of an earlier session: it cannot move the alert
         if state is None or state.session_id != session_id:
             if state is not None and state.alert is not None:  # the session changed under it
                 events.append(self._resolve(state, ts, offset_s, "session_changed"))
             state = self.cameras[camera_id] = _CameraState(session_id)
+        state.last_ts = max(state.last_ts, ts)
         state.push(offset_s, faces, sentiment_sum, self.rule.window_s)
         mean = state.mean(self.rule.min_faces)
         if state.alert is None:

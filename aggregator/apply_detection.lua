@@ -92,11 +92,11 @@ if ttl > 0 then
   end
 end
 
--- Camera live state: newest frame of the camera's current session wins; a replayed
--- older frame does not move it back.
-local live = redis.call('HMGET', KEYS[10], 'session_id', 'capture_ts', 'sentiment')
+-- Camera live state: the newest frame wins; a replayed older frame, or a late frame of
+-- the previous session after session_start moved last_seen on, does not move it back.
+local live = redis.call('HMGET', KEYS[10], 'session_id', 'last_seen', 'sentiment')
 local same_session = live[1] == session
-if not same_session or not live[2] or tonumber(live[2]) <= capture_ts then
+if not live[2] or tonumber(live[2]) <= capture_ts then
   redis.call('HSET', KEYS[10], 'session_id', session, 'last_seen', capture_raw,
              'capture_ts', capture_raw, 'offset_s', offset_raw, 'applied_at', now_raw,
              'faces', faces, 'people', redis.call('SCARD', KEYS[5]), 'status', status)

@@ -39,7 +39,8 @@ end
 if fresh == 1 then
   -- A new session on this camera: the live EMA starts over from its first face.
   redis.call('HDEL', KEYS[4], 'sentiment', 'dominant', 'alert')
-  redis.call('HSET', KEYS[4], 'session_id', ARGV[2], 'status', 'open', 'faces', 0, 'people', 0)
+  redis.call('HSET', KEYS[4], 'session_id', ARGV[2], 'status', 'open', 'faces', 0, 'people', 0,
+             'last_seen', ARGV[3])
   redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 end
 if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end

@@ -143,3 +143,13 @@ def test_webhook_failures_are_logged_not_fatal(caplog):
     notifier.close()
     assert notifier.failed == 1 and notifier.sent == 0
     assert "alert webhook" in caplog.text and "failed" in caplog.text
+
+
+def test_a_straggler_of_the_previous_session_does_not_touch_the_alert():
+    monitor = AlertMonitor(RULE)
+    assert feed(monitor, [-0.9] * 40, session="s2", start=100.0)[0][1] == "opened"
+    assert monitor.observe("cam1", "s1", 5.0, 1, 0.9, 5.0) == []  # older session, older ts
+    assert monitor.cameras["cam1"].alert is not None
+    events = monitor.observe("cam1", "s3", 0.0, 1, 0.9, 200.0)  # a genuinely new session
+    assert [e.kind for e in events] == ["resolved"]
+    assert events[0].record["resolved_because"] == "session_changed"

@@ -11,7 +11,7 @@ import pytest
 from aggregator.service import Aggregator
 from moodstream.reports import build_report
 from moodstream.topics import Topics
-from tests.aggregator.conftest import control, detection
+from tests.aggregator.conftest import T0, control, detection
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +133,15 @@ def test_malformed_messages_are_counted_dead_lettered_and_skipped(make_aggregato
     assert [value for value, _ in dead][:2] == [b"not json", b'{"v": 9}']
     assert "unsupported schema version" in dead[1][1]
     assert redis_conn.hget(keys.totals("s1"), "frames") == "1"
+
+
+def test_a_new_session_takes_over_the_camera_live_state(make_aggregator, redis_conn, keys):
+    agg = make_aggregator()
+    agg.process([record(detection(i, ["angry"])) for i in range(10)])
+    new_start = control("session_start", session="s2", ts=T0 + 5)
+    agg.process([record(new_start), record(detection(0, ["happy"], session="s2").model_copy(
+        update={"capture_ts": T0 + 5.0}))])
+    agg.process([record(detection(10, ["angry"]))])  # a straggler of s1, older than s2's start
+    live = redis_conn.hgetall(keys.camera_live("cam1"))
+    assert live["session_id"] == "s2" and live["dominant"] == "happy"
+    assert float(live["sentiment"]) > 0  # the EMA restarted with s2, no carry-over from s1
