@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -22,7 +23,39 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (JSON for lists/dicts)")
+    e = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a model")
+    e.add_argument("--model", required=True, help=".keras/.h5, .tflite or SavedModel directory")
+    e.add_argument("--data", required=True, help="class-folder directory or fer2013.csv")
+    e.add_argument("--usage", help="CSV Usage split (Training, PublicTest, PrivateTest) or a sub-folder")
+    e.add_argument("--json", help="write the metrics JSON here")
+    e.add_argument("--tta", action="store_true", help="average the face and its mirror image")
+    e.add_argument("--report-dir", help="also write confusion matrix, curves and reports here")
+    e.add_argument("--batch-size", type=int, default=64)
+    x = sub.add_parser("export", help="write .keras, .h5, the serving artefact and the model card")
+    src = x.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run directory holding best.keras and run_config.json")
+    src.add_argument("--model", help="a .keras checkpoint")
+    x.add_argument("--out", default="models", help="output folder (default: models)")
+    x.add_argument("--name", default="emotion", help="file stem (default: emotion)")
+    x.add_argument("--val", help="validation data (default: the run's validation data)")
+    x.add_argument("--calibration-data", help="training data for int8 calibration (default: the run's)")
     return p
+
+
+def _evaluate(args) -> None:
+    from training.evaluate import evaluate
+    result = evaluate(args.model, args.data, args.usage, tta=args.tta, json_out=args.json,
+                      report_dir=args.report_dir, batch_size=args.batch_size)
+    extra = f" (without TTA {result['accuracy_plain']:.4f})" if args.tta else ""
+    print(f"accuracy {result['accuracy']:.4f} on {result['n']} faces{extra}")
+
+
+def _export(args) -> None:
+    from training.export import export
+    card = export(run=args.run, model=args.model, out=args.out, name=args.name, val=args.val,
+                  calibration_data=args.calibration_data)
+    serving = json.loads(card.read_text())["serving"]
+    print(f"model card {card}; serving {serving['format']} {serving['path']} ({serving['variant']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from training.config import ConfigError, build_config
     from training.data import DatasetError
+    from training.export import ExportError
     from training.models import UnknownModelError
+    from training.serving import ServingError
     try:
         if args.command == "train":
             from training.train import train
@@ -38,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
                                epochs=args.epochs, run_dir=args.run_dir)
             run = train(cfg)
             print(f"run written to {run}")
+        elif args.command == "evaluate":
+            _evaluate(args)
+        elif args.command == "export":
+            _export(args)
         return 0
-    except (ConfigError, DatasetError, UnknownModelError) as exc:
+    except (ConfigError, DatasetError, UnknownModelError, ServingError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -44,6 +46,17 @@ class MixupBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.order = self.rng.permutation(len(self.x))
+
+
+def machine_description() -> dict:
+    """Where a run trained, for the model card: host, CPU/accelerators, backend."""
+    devices = []
+    try:
+        devices = [str(d) for d in keras.distribution.list_devices()]
+    except (RuntimeError, ValueError, AttributeError):  # some backends cannot enumerate devices
+        pass
+    return {"host": platform.node(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "devices": devices, "backend": keras.backend.backend()}
 
 
 def learning_rate_at(cfg: TrainConfig, epoch: int) -> float:
@@ -117,7 +130,7 @@ def train(cfg: TrainConfig) -> Path:
     meta = {"config": cfg.to_dict(), "backend": keras.backend.backend(), "keras": keras.__version__,
             "train_fingerprint": train_set.fingerprint(), "val_fingerprint": val_set.fingerprint(),
             "train_counts": train_set.class_counts(), "val_counts": val_set.class_counts(),
-            "skipped": train_set.skipped, "argv": sys.argv}
+            "skipped": train_set.skipped, "argv": sys.argv, "machine": machine_description()}
     (run / "run_config.json").write_text(json.dumps(meta, indent=2))
 
     model = compile_model(cfg)
@@ -134,5 +147,26 @@ def train(cfg: TrainConfig) -> Path:
         model.fit(train_set.x.astype("float32"), y_train, batch_size=cfg.batch_size, shuffle=True,
                   **fit_args)
     meta["train_seconds"] = round(time.time() - started, 1)
+    meta["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta["val_metrics"] = write_run_reports(run, val_set)
     (run / "run_config.json").write_text(json.dumps(meta, indent=2))
     return run
+
+
+def write_run_reports(run: Path, val_set: data_mod.Dataset) -> dict:
+    """Evaluate the best checkpoint on the validation set; write the reports beside it."""
+    from training.evaluate import evaluate_arrays
+    from training.reports import write_reports
+    from training.serving import KerasPredictor, inference_model, load_keras
+
+    best = run / "best.keras"
+    if not best.is_file():
+        log.warning("no best.keras in %s (no epoch improved?); skipping reports", run)
+        return {}
+    predictor = KerasPredictor(inference_model(load_keras(best)))
+    result = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
+    (run / "val_metrics.json").write_text(json.dumps(result, indent=2))
+    write_reports(run, result, run / "history.csv", title="best.keras on validation (TTA)")
+    log.info("best checkpoint: val accuracy %.4f, with flip TTA %.4f",
+             result["accuracy_plain"], result["accuracy"])
+    return {"accuracy": result["accuracy_plain"], "accuracy_tta": result["accuracy"]}
