@@ -24,6 +24,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def dashboard_redis(settings):
+    """A Redis client that fails fast: a page refresh must not hang on redis-py's default
+    ten backed-off retries while Redis is down; the next tick simply asks again."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    return redis_client(settings, retry=Retry(NoBackoff(), 1), socket_timeout=5)
+
+
 def _raise_interrupt(_signum, _frame):
     raise KeyboardInterrupt  # SIGTERM ends the server exactly like Ctrl-C
 
@@ -37,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.check_access()
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        client = redis_client(settings)
+        client = dashboard_redis(settings)
     except (SettingsError, ValueError) as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2

@@ -90,11 +90,13 @@ def ensure_topics(settings: CommonSettings, topics: Topics | None = None) -> Non
         admin.close()
 
 
-def redis_client(settings: CommonSettings) -> redis.Redis:
+def redis_client(settings: CommonSettings, **overrides) -> redis.Redis:
+    """overrides go to redis.Redis (e.g. retry=, socket_timeout= for an interactive reader)."""
     url = settings.require_redis()
+    config = dict(decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+    config.update(overrides)
     try:
-        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
-                                      health_check_interval=30)
+        client = redis.Redis.from_url(url, **config)
     except ValueError as exc:
         raise ServiceUnavailable(f"invalid REDIS_URL {redact(url)}: {exc}") from None
     _retry("Redis", url, client.ping, settings.connect_timeout_s)

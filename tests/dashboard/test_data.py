@@ -1,0 +1,134 @@
+"""DashboardData on a real Redis filled by the aggregator's apply code."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from dashboard import data as data_module
+from dashboard.data import DashboardData, DataUnavailable, SessionFilter
+from moodstream.embedded import free_port
+from moodstream.redis_keys import RedisKeys
+from moodstream.reports import ReportError, SessionNotFound
+from tests.dashboard.redis_fill import Filler
+
+pytestmark = pytest.mark.integration
+NOW = time.time()
+
+
+@pytest.fixture(scope="module")
+def store(redis_server):
+    prefix = f"u{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(f"redis://{redis_server.host}:{redis_server.port}/14",
+                                  decode_responses=True)
+    filler = Filler(client, prefix)
+    filler.session("cam-a", "old-a", NOW - 3 * 86400, 20, 0.6, 0.6, end=True)
+    filler.session("cam-a", "live-a", NOW - 120, 120, 0.8, -0.9)
+    filler.session("cam-b", "live-b", NOW - 60, 60, -0.2, 0.9, people=3)
+    filler.session("cam-c", "gone-c", NOW - 4000, 30, 0.0, 0.0)  # silent for an hour
+    yield DashboardData(client, RedisKeys(prefix), clock=lambda: NOW), client, prefix
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
+
+
+def test_cameras_newest_first_with_live_state(store):
+    data, _, _ = store
+    cameras = data.cameras()
+    assert {c.camera_id for c in cameras[:2]} == {"cam-a", "cam-b"}
+    assert cameras[2].camera_id == "cam-c"  # silent for an hour: last
+    cam_a, cam_b = sorted(cameras[:2], key=lambda c: c.camera_id)
+    assert cam_a.session_id == "live-a" and cam_a.sentiment < 0 and cam_a.alert
+    assert cam_b.session_id == "live-b" and cam_b.sentiment > 0 and cam_b.people == 3
+    assert abs(sum(cam_b.probs.values()) - 1) < 0.01 and cam_b.dominant in cam_b.probs
+
+
+def test_trend_keeps_the_window_and_leaves_gaps(store):
+    data, _, _ = store
+    series = data.trend(data.cameras(), 60)
+    assert set(series) == {"cam-a · live-a", "cam-b · live-b"}  # cam-c silent: left out
+    earliest = datetime.utcfromtimestamp(NOW - 60) - timedelta(seconds=1)
+    for points in series.values():
+        assert 55 <= len(points) <= 61 and all(x >= earliest for x, _ in points)
+        assert any(y is None for _, y in points)  # faceless seconds stay gaps
+    assert series["cam-a · live-a"][-1][1] < -0.5 < 0.5 < series["cam-b · live-b"][-1][1]
+    assert len(data.trend(data.cameras(), 900)["cam-a · live-a"]) == 120
+
+
+def test_trend_of_a_huge_session_reads_only_the_window(store, monkeypatch):
+    data, _, _ = store
+    full = data.trend(data.cameras(), 60)
+    monkeypatch.setattr(data_module, "FULL_READ_MAX_FIELDS", 0)  # force the ranged read
+    assert data.trend(data.cameras(), 60) == full
+
+
+def test_sessions_filters(store):
+    data, _, _ = store
+    assert [r.session_id for r in data.sessions()] == ["live-b", "live-a", "gone-c", "old-a"]
+    assert [r.session_id for r in data.sessions(SessionFilter(camera_id="cam-a"))] == \
+        ["live-a", "old-a"]
+    recent = data.sessions(SessionFilter(start_ts=NOW - 86400))
+    assert "old-a" not in [r.session_id for r in recent] and len(recent) == 3
+    old = data.sessions(SessionFilter(end_ts=NOW - 86400))
+    assert [r.session_id for r in old] == ["old-a"]
+    happy = data.sessions(SessionFilter(min_sentiment=0.3))
+    assert [r.session_id for r in happy] == ["old-a"]
+    sour = data.sessions(SessionFilter(max_sentiment=-0.01))
+    assert "live-a" in [r.session_id for r in sour] and "old-a" not in [r.session_id for r in sour]
+    assert len(data.sessions(limit=2)) == 2
+
+
+def test_active_sessions_leave_out_closed_ones(store):
+    data, _, _ = store
+    active = [r.session_id for r in data.active_sessions()]
+    assert "old-a" not in active and {"live-a", "live-b"} <= set(active)
+
+
+def test_open_alerts_and_reports(store):
+    data, _, _ = store
+    alerts = data.open_alerts()
+    assert list(alerts) == ["cam-a"] and alerts["cam-a"]["session_id"] == "live-a"
+    report = data.report("live-b")
+    assert report["session_id"] == "live-b" and len(report["timeline"]) == 60
+    with pytest.raises(ReportError):
+        data.report("../etc/passwd")
+    with pytest.raises(SessionNotFound):
+        data.report("no-such-session")
+
+
+def test_crafted_index_members_are_never_used_as_keys(store):
+    data, client, prefix = store
+    client.zadd(f"{prefix}:sessions", {"bad id\n": NOW})
+    client.zadd(f"{prefix}:cameras", {"cam*": NOW})
+    try:
+        assert "bad id\n" not in [r.session_id for r in data.sessions()]
+        assert "cam*" not in [c.camera_id for c in data.cameras()]
+    finally:
+        client.zrem(f"{prefix}:sessions", "bad id\n")
+        client.zrem(f"{prefix}:cameras", "cam*")
+
+
+def test_expired_session_data_falls_back_on_the_summary(store):
+    data, client, prefix = store
+    meta = client.hgetall(f"{prefix}:session:old-a:meta")
+    client.delete(f"{prefix}:session:old-a:meta")
+    try:
+        row = next(r for r in data.sessions() if r.session_id == "old-a")
+        assert row.camera_id == "cam-a" and row.status == "closed" and row.mean_sentiment > 0.3
+    finally:
+        client.hset(f"{prefix}:session:old-a:meta", mapping=meta)
+
+
+def test_unreachable_redis_becomes_data_unavailable():
+    client = redis.Redis(port=free_port(), socket_connect_timeout=1, decode_responses=True,
+                         retry=Retry(NoBackoff(), 1))
+    data = DashboardData(client, RedisKeys("x"))
+    for call in (data.cameras, data.open_alerts, data.sessions, data.active_sessions):
+        with pytest.raises(DataUnavailable, match="Redis unreachable"):
+            call()
