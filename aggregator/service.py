@@ -54,6 +54,9 @@ class Aggregator:
         self.deadletter = deadletter  # callable(record, reason) or None
         self.counters = Counters()
         self._last_housekeeping = 0.0
+        # Idle/grace timers run only while we consume and keep up (see housekeeping).
+        self.consuming_since: float | None = time.time()
+        self.backlogged = False
         if monitor and alert_store:
             for record in alert_store.load_open():
                 monitor.restore(record)
@@ -129,13 +132,18 @@ class Aggregator:
             log.info("session %s closed (%s)", session_id, reason)
 
     def housekeeping(self, force: bool = False) -> None:
-        """Close idle sessions and ending ones past their grace; prune the index."""
+        """Close idle sessions and ending ones past their grace; prune the index.
+
+        Not while partitions are unassigned or a full poll says we are behind: silence then
+        means "not read yet", and closing early would export a partial report."""
         now = time.monotonic()
         if not force and now - self._last_housekeeping < HOUSEKEEPING_EVERY_S:
             return
         self._last_housekeeping = now
-        for session_id, reason in self.store.stale_sessions(self.idle_timeout_s,
-                                                            self.end_grace_s):
+        if self.consuming_since is None or self.backlogged:
+            return
+        for session_id, reason in self.store.stale_sessions(
+                self.idle_timeout_s, self.end_grace_s, self.consuming_since):
             self._close(session_id, reason)
         self.store.prune_index()
 
@@ -143,9 +151,13 @@ class Aggregator:
 def run_consumer(aggregator: Aggregator, consumer, stop: threading.Event,
                  max_records: int, poll_timeout_ms: int) -> None:
     """Poll, apply, commit until `stop` is set. Redis errors propagate uncommitted."""
+    aggregator.consuming_since = None  # until the group gives us partitions
     while not stop.is_set():
         polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+        if aggregator.consuming_since is None and consumer.assignment():
+            aggregator.consuming_since = time.time()
         records = [r for partition in polled.values() for r in partition]
+        aggregator.backlogged = len(records) >= max_records
         if not records:
             aggregator.housekeeping()
             continue

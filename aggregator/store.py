@@ -201,16 +201,21 @@ class SessionStore:
         return report
 
     def stale_sessions(self, idle_timeout_s: float, end_grace_s: float,
-                       now: float | None = None) -> list[tuple[str, str]]:
-        """(session, reason) for open sessions idle too long and ending ones past their grace."""
-        now = time.time() if now is None else now
+                       consuming_since: float = 0.0) -> list[tuple[str, str]]:
+        """(session, reason) for open sessions idle too long and ending ones past their grace.
+
+        Idle time counts only from `consuming_since`: while no aggregator was consuming
+        (a crash, a restart, a group rebalance) silence proves nothing."""
+        now = time.time()
         cutoff = now - min(idle_timeout_s, end_grace_s)
+        if consuming_since > cutoff:
+            return []
         candidates = self.r.zrangebyscore(self.keys.active_sessions, "-inf", cutoff,
                                           withscores=True)
         out = []
         for session_id, updated_at in candidates:
             status = self.r.hget(self.keys.meta(session_id), "status")
-            idle_for = now - updated_at
+            idle_for = now - max(updated_at, consuming_since)
             if status == "ending" and idle_for >= end_grace_s:
                 out.append((session_id, "end_grace"))
             elif status != "ending" and idle_for >= idle_timeout_s:

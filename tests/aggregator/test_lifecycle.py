@@ -145,3 +145,24 @@ def test_a_new_session_takes_over_the_camera_live_state(make_aggregator, redis_c
     live = redis_conn.hgetall(keys.camera_live("cam1"))
     assert live["session_id"] == "s2" and live["dominant"] == "happy"
     assert float(live["sentiment"]) > 0  # the EMA restarted with s2, no carry-over from s1
+
+
+def test_timers_wait_while_the_aggregator_was_not_consuming(make_aggregator, redis_conn, keys):
+    agg = make_aggregator(idle_timeout_s=0.2, end_grace_s=0.2)
+    agg.process([record(detection(i, [])) for i in range(3)] +
+                [record(control("session_end", frames=10))])
+    time.sleep(0.3)  # "down" for longer than both timeouts, e.g. killed and restarting
+    restarted = make_aggregator(idle_timeout_s=0.2, end_grace_s=0.2)
+    restarted.consuming_since = None  # the group has not assigned partitions yet
+    restarted.housekeeping(force=True)
+    assert status(redis_conn, keys) == "ending"
+    restarted.consuming_since = time.time()  # partitions assigned: the timer starts now
+    restarted.housekeeping(force=True)
+    assert status(redis_conn, keys) == "ending"
+    restarted.backlogged = True  # a full poll: still catching up
+    time.sleep(0.3)
+    restarted.housekeeping(force=True)
+    assert status(redis_conn, keys) == "ending"
+    restarted.backlogged = False
+    restarted.housekeeping(force=True)
+    assert status(redis_conn, keys) == "closed"
