@@ -96,15 +96,19 @@ def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
                   Input("tick", "n_intervals"), Input("filter-camera", "value"),
                   Input("filter-dates", "start_date"), Input("filter-dates", "end_date"),
                   Input("filter-min", "value"), Input("filter-max", "value"),
-                  State("url", "pathname"))
-    def sessions(_n, camera, start_date, end_date, min_s, max_s, pathname):
+                  State("url", "pathname"), State("filter-camera", "options"))
+    def sessions(_n, camera, start_date, end_date, min_s, max_s, pathname, shown_cameras):
         if page_of(pathname) != "sessions":
             raise PreventUpdate
         try:
-            flt = session_filter(camera, start_date, end_date, min_s, max_s)
-            return data.camera_ids(), layout.sessions_table(data.sessions(flt, session_limit))
+            cameras = sorted(data.camera_ids())
+            rows = data.sessions(session_filter(camera, start_date, end_date, min_s, max_s),
+                                 session_limit)
         except DataUnavailable:
             raise PreventUpdate from None
+        # Same options: leave the dropdown alone so an open menu does not flicker each tick.
+        options = no_update if shown_cameras == cameras else cameras
+        return options, layout.sessions_table(rows)
 
     @app.callback(Output("session-title", "children"), Output("session-summary", "children"),
                   Output("session-sentiment", "figure"), Output("session-emotions", "figure"),

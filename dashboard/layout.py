@@ -63,19 +63,26 @@ def _overview_page() -> list:
     ]
 
 
+def _filter(label: str, control, width: str = "12em") -> html.Div:
+    return html.Div([html.Label(label, style={"fontSize": "0.85em", "color": "#555"}), control],
+                    style={"width": width})
+
+
 def _sessions_page() -> list:
     return [
         html.H3("Sessions"),
-        html.Div(style={"display": "flex", "gap": "1em", "flexWrap": "wrap", "alignItems": "center"},
+        html.Div(style={"display": "flex", "gap": "1em", "flexWrap": "wrap", "alignItems": "end"},
                  children=[
-                     dcc.Dropdown(id="filter-camera", placeholder="all cameras", clearable=True,
-                                  style={"minWidth": "14em"}),
-                     dcc.DatePickerRange(id="filter-dates", clearable=True,
-                                         display_format="YYYY-MM-DD"),
-                     dcc.Input(id="filter-min", type="number", min=-1, max=1, step="any",
-                               placeholder="min sentiment", debounce=True),
-                     dcc.Input(id="filter-max", type="number", min=-1, max=1, step="any",
-                               placeholder="max sentiment", debounce=True),
+                     _filter("Camera", dcc.Dropdown(id="filter-camera", placeholder="all cameras",
+                                                    clearable=True), "14em"),
+                     _filter("Started (UTC dates)", dcc.DatePickerRange(
+                         id="filter-dates", clearable=True, display_format="YYYY-MM-DD"), "24em"),
+                     _filter("Min mean sentiment", dcc.Input(
+                         id="filter-min", type="number", min=-1, max=1, step="any",
+                         placeholder="-1 … 1", debounce=True)),
+                     _filter("Max mean sentiment", dcc.Input(
+                         id="filter-max", type="number", min=-1, max=1, step="any",
+                         placeholder="-1 … 1", debounce=True)),
                  ]),
         html.Div(id="sessions-table"),
     ]

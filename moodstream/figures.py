@@ -97,13 +97,18 @@ def session_sentiment(timeline: Sequence[Mapping[str, Any]],
 
 def emotion_area(timeline: Sequence[Mapping[str, Any]],
                  title: str = "Emotions per second") -> go.Figure:
-    """Stacked-area chart of the mean emotion probabilities in each second."""
-    if not timeline:
-        return empty_figure("no seconds recorded for this session", title)
-    seconds = [row["t"] for row in timeline]
+    """Stacked-area chart of the mean emotion probabilities in each second.
+
+    Seconds without faces are left out (their probabilities are undefined, not zero), so
+    the stack spans them instead of collapsing to the axis.
+    """
+    with_faces = [row for row in timeline if row.get("faces")]
+    if not with_faces:
+        return empty_figure("no faces in this session", title)
+    seconds = [row["t"] for row in with_faces]
     fig = go.Figure()
     for emotion in EMOTIONS:
-        fig.add_trace(go.Scatter(x=seconds, y=[row["emotions"].get(emotion, 0.0) for row in timeline],
+        fig.add_trace(go.Scatter(x=seconds, y=[row["emotions"].get(emotion, 0.0) for row in with_faces],
                                  name=emotion, mode="lines", stackgroup="emotions",
                                  line=dict(width=0.5, color=EMOTION_COLORS[emotion])))
     fig.update_xaxes(title="seconds")
