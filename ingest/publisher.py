@@ -35,9 +35,12 @@ class PublishStats:
 
 class Publisher:
     def __init__(self, producer: KafkaProducer, topics: Topics, max_pending: int,
-                 stats: PublishStats, stop: threading.Event):
+                 stats: PublishStats, stop: threading.Event,
+                 restore_topics: Callable[[], None] | None = None):
         self.producer, self.topics = producer, topics
         self.max_pending, self.stats, self.stop = max_pending, stats, stop
+        self._restore_topics = restore_topics
+        self._restorer: threading.Thread | None = None
         self._lock = threading.Condition()
         self._pending = 0
         self._acked: Counter[tuple[str, str]] = Counter()  # (camera, session) -> frames acked
@@ -105,6 +108,8 @@ class Publisher:
     def _reserve(self, policy: DropPolicy) -> bool:
         with self._lock:
             while self._pending >= self.max_pending:
+                # Nothing acknowledged for a whole buffer: the broker is likely down.
+                self._start_restorer()
                 if policy is DropPolicy.DROP_OLDEST or self.stop.is_set():
                     return False
                 self._lock.wait(0.2)
@@ -131,6 +136,7 @@ class Publisher:
         with self._lock:
             self._settled[key] += 1
         self._release()
+        log.debug("camera %s: frame not delivered: %r", key[0], exc)
         self._note_outage(exc)
         self.stats.dropped(key[0], "delivery_failed")
 
@@ -138,6 +144,25 @@ class Publisher:
         if not self._outage_logged:
             self._outage_logged = True
             log.warning("broker unavailable (%s); buffering frames and retrying", type(exc).__name__)
+        with self._lock:
+            self._start_restorer()
+
+    def _start_restorer(self) -> None:
+        """Called with the lock held, when the broker looks gone (errors or a full buffer)."""
+        if self._restore_topics and not (self._restorer and self._restorer.is_alive()):
+            self._restorer = threading.Thread(target=self._restore_until_done,
+                                              name="topic-restorer", daemon=True)
+            self._restorer.start()
+
+    def _restore_until_done(self) -> None:
+        """A broker that comes back empty (no persistence) gets our topics again, with the
+        right partition counts, before the producer's buffered records go out."""
+        while not self.stop.wait(0.5):
+            try:
+                self._restore_topics()
+                return
+            except Exception as exc:  # noqa: BLE001 - broker still down: try again
+                log.debug("topics not restored yet: %s", exc)
 
 
 def make_producer(settings, factory: Callable[..., KafkaProducer]) -> KafkaProducer:
@@ -147,7 +172,10 @@ def make_producer(settings, factory: Callable[..., KafkaProducer]) -> KafkaProdu
     producer-id state (a restarted broker without persistence) and fails every later send.
     A retried frame may then arrive twice; consumers dedupe by (camera, session, seq).
     """
+    # No auto-creation: a restarted empty broker would make 1-partition topics; the
+    # Publisher re-creates them properly instead.
     return factory(settings, linger_ms=5, max_block_ms=2000, enable_idempotence=False,
+                   allow_auto_create_topics=False,
                    delivery_timeout_ms=int(settings.delivery_timeout_s * 1000),
                    reconnect_backoff_ms=200, reconnect_backoff_max_ms=2000,
                    retry_backoff_ms=200)

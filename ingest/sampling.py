@@ -81,8 +81,9 @@ class FrameQueue:
         return self._put_dropping_oldest(item)
 
     def close(self) -> int:
-        """Always gets the sentinel in, dropping the oldest frame if it must."""
-        return self._put_dropping_oldest(SENTINEL)
+        """Always gets the sentinel in: under WAIT it queues behind every frame (dropping
+        only once stop is set), under DROP_OLDEST it evicts the stalest frame if full."""
+        return self.put(SENTINEL)
 
     def _put_dropping_oldest(self, item) -> int:
         dropped = 0

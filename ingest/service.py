@@ -11,6 +11,7 @@ from ingest.config import CameraConfig, IngestSettings
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.publisher import Publisher
 from ingest.source import ReaderTuning, SourceState, StatusEvent, check_file
+from moodstream.clients import ensure_topics
 from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class IngestService:
         self.metrics = metrics or IngestMetrics()
         self.stop = stop or threading.Event()
         self.publisher = Publisher(producer, Topics(settings.topic_prefix),
-                                   settings.publish_buffer, self.metrics, self.stop)
+                                   settings.publish_buffer, self.metrics, self.stop,
+                                   restore_topics=lambda: ensure_topics(settings))
         tuning = tuning_from(settings)
         self.workers = [CameraWorker(camera, self.publisher, self.metrics, self.stop, tuning,
                                      settings.queue_size) for camera in cameras]

@@ -100,6 +100,11 @@ class Received:
     def ends(self) -> list[ControlEvent]:
         return [e for e in self.control if e.type == "session_end"]
 
+    def complete(self, sessions: int = 1) -> bool:
+        """All `sessions` ended and every frame their session_end counted has arrived."""
+        ends = self.ends()
+        return len(ends) >= sessions and len(self.frames) >= sum(e.frames_published for e in ends)
+
 
 def read_topics(bootstrap: str, prefix: str, until, timeout_s: float = 30.0) -> Received:
     """Read frames and control events from the beginning until `until(received)` or timeout."""

@@ -37,7 +37,7 @@ def test_file_fast_mode_publishes_every_frame_then_session_end(stack_env, kafka_
     assert result.returncode == 0, result.stderr
     assert "read=72 published=72 dropped=0" in result.stderr
     got = read_topics(kafka_server.bootstrap, unique_prefix,
-                      lambda g: len(g.frames) >= 72 and g.ends(), timeout_s=20)
+                      lambda g: g.complete(), timeout_s=20)
     headers = sorted((h for _, h, _ in got.frames), key=lambda h: h.seq)
     assert [h.seq for h in headers] == list(range(72))
     assert {key for key, _, _ in got.frames} == {b"till-1"}
@@ -65,7 +65,7 @@ def test_sigterm_stops_a_looping_file_and_counts_exactly(stack_env, kafka_server
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
-    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: bool(g.ends()))
+    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete())
     [end] = got.ends()
     assert end.reason == "shutdown" and end.frames_published == len(got.frames) >= 30
     offsets = sorted(h.offset_s for _, h, _ in got.frames)

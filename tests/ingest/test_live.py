@@ -66,7 +66,7 @@ def test_mjpeg_camera_killed_mid_stream_reconnects_and_resumes(kafka_server, uni
     assert states[:2] == [SourceState.CONNECTING, SourceState.STREAMING]
     assert SourceState.RECONNECTING in states and states[-1] is SourceState.ENDED
     assert camera.connections >= 2
-    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: bool(g.ends()))
+    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete())
     [end] = got.ends()  # one session: the outage was shorter than the session gap
     assert end.reason == "shutdown" and end.frames_published == len(got.frames)
     assert [h.seq for _, h, _ in sorted(got.frames, key=lambda f: f[1].seq)] == \
