@@ -9,6 +9,7 @@ closes the queue with a sentinel, whatever happens.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -108,6 +109,9 @@ def open_capture(url: str, tuning: ReaderTuning) -> cv2.VideoCapture:
         return cv2.VideoCapture(int(url))
     if not is_live(url):
         return cv2.VideoCapture(url)
+    # RTSP over TCP (interleaved): UDP RTP is lost behind NAT and firewalls, and the
+    # OpenCV default gives no frames at all there. An operator's own value wins.
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     # FFmpeg-level timeouts turn a hung network read into a failed read we can act on.
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(tuning.open_timeout_s * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(tuning.stall_timeout_s * 1000)]
