@@ -8,7 +8,9 @@
 -- dominates at high rates): 1 camera_id, 2 session_id, 3 comma-separated numbers
 -- "seq,t,offset_s,capture_ts,now,faces,excluded,sentiment_sum,ttl_s,ema_alpha,started_at,
 -- <one probability sum per field>", 4 comma-separated probability field names,
--- 5 comma-separated track ids (may be empty). t is the bucket second; ttl_s 0 = none.
+-- 5 comma-separated track ids (may be empty), 6 the valence weights as JSON (recorded in
+-- the session meta once, so reports state the weights the sums were made with).
+-- t is the bucket second; ttl_s 0 = none.
 -- Returns {applied (0|1), status, frames, expected_frames ("" when unknown)}.
 
 local function split(text)
@@ -42,6 +44,7 @@ end
 redis.call('HSETNX', KEYS[2], 'camera_id', camera)
 redis.call('HSETNX', KEYS[2], 'started_at', started_at)
 redis.call('HSETNX', KEYS[2], 'status', 'open')
+redis.call('HSETNX', KEYS[2], 'valence', ARGV[6])
 redis.call('ZADD', KEYS[8], 'NX', redis.call('HGET', KEYS[2], 'started_at'), session)
 local meta = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'last_seen', 'end_reason')
 local status, expected = meta[1], meta[2] or ''

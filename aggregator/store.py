@@ -30,6 +30,7 @@ local fresh = redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3])
 redis.call('HSETNX', KEYS[1], 'camera_id', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'status', 'open')
 redis.call('HSETNX', KEYS[1], 'source', ARGV[4])
+redis.call('HSETNX', KEYS[1], 'valence', ARGV[7])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'source', ARGV[4]) end
 redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'started_at'), ARGV[2])
 if redis.call('HGET', KEYS[1], 'status') ~= 'closed' then
@@ -122,6 +123,7 @@ class SessionStore:
     def __init__(self, client: redis.Redis, keys: RedisKeys, valence: Mapping[str, float],
                  bucket_ttl_s: int, summary_ttl_s: int, ema_alpha: float):
         self.r, self.keys, self.valence = client, keys, dict(valence)
+        self._valence_json = json.dumps(self.valence, sort_keys=True)
         self.bucket_ttl_s, self.summary_ttl_s, self.ema_alpha = bucket_ttl_s, summary_ttl_s, ema_alpha
         lua = resources.files("aggregator").joinpath("apply_detection.lua").read_text()
         self._apply = client.register_script(lua)
@@ -145,7 +147,7 @@ class SessionStore:
                    msg.excluded_faces, sentiment_sum, self.bucket_ttl_s, self.ema_alpha,
                    msg.capture_ts - msg.offset_s, *prob_sums]
         args = [msg.camera_id, s, ",".join(map(repr, numbers)), _PROB_FIELDS_ARG,
-                ",".join(tracks)]
+                ",".join(tracks), self._valence_json]
         return keys, args, sentiment_sum
 
     def apply_detections(self, messages: Iterable[DetectionMessage]) -> list[Applied]:
@@ -169,7 +171,7 @@ class SessionStore:
         fresh = self._start(keys=[k.meta(s), k.sessions, k.active_sessions,
                                   k.camera_live(event.camera_id), k.cameras],
                             args=[event.camera_id, s, repr(event.ts), event.source,
-                                  repr(time.time()), self.bucket_ttl_s])
+                                  repr(time.time()), self.bucket_ttl_s, self._valence_json])
         return bool(fresh)
 
     def end_session(self, event: ControlEvent) -> tuple[str, int, int | None]:

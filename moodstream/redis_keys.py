@@ -12,7 +12,8 @@ Per session ``S`` of camera ``C``::
     {p}:session:S:meta           HASH  camera_id, source, status (open|ending|closed),
                                        started_at, ended_at, last_seen, expected_frames,
                                        end_reason, updated_at (aggregator wall clock of
-                                       the last write; drives the idle timeout)
+                                       the last write; drives the idle timeout), valence
+                                       (JSON weights the sentiment sums were made with)
     {p}:session:S:totals         HASH  frames, frames_with_faces, faces, excluded_faces,
                                        sentiment_sum, p:<emotion> (probability sums)
     {p}:session:S:buckets        HASH  per-second buckets, field "<t>|<name>" with name in

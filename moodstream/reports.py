@@ -87,7 +87,8 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         "emotion_totals": emotion_totals,
         "dominant_emotion": max(emotion_totals, key=emotion_totals.get) if faces else None,
         "mean_sentiment": round(totals.get("sentiment_sum", 0.0) / faces, 4) if faces else None,
-        "valence_weights": dict(valence),
+        # The weights the aggregator summed with (recorded in meta), else the caller's.
+        "valence_weights": json.loads(meta["valence"]) if meta.get("valence") else dict(valence),
         "alerts": alerts,
         "timeline": _timeline(buckets, bucket_tracks),
     }

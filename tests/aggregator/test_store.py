@@ -89,6 +89,8 @@ def test_report_numbers_match_what_the_aggregator_wrote(make_store, redis_conn, 
     for e in EMOTIONS:
         assert report["emotion_totals"][e] == pytest.approx(want["emotion_totals"][e], abs=1e-4)
     assert report["dominant_emotion"] == max(want["emotion_totals"], key=want["emotion_totals"].get)
+    # A reader that does not know the configured weights still reports the ones used.
+    assert build_report(redis_conn, keys, "s1")["valence_weights"] == valence
     assert [row["t"] for row in report["timeline"]] == list(range(6))  # 57 frames at 10 fps
     for row in report["timeline"]:
         b = want["timeline"][row["t"]]
