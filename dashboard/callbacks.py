@@ -56,6 +56,15 @@ def session_filter(camera, start_date, end_date, min_s, max_s) -> SessionFilter:
 
 
 def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
+    _register_shell(app, data)
+    _register_overview(app, data)
+    _register_sessions(app, data, session_limit)
+    _register_session(app, data)
+    _register_download(app, data)
+
+
+def _register_shell(app: Dash, data: DashboardData) -> None:
+    """Router (show one page) and the header: Redis status and open-alert banner, on every page."""
     pages = ("overview", "sessions", "session", "missing")
 
     @app.callback([Output(f"page-{p}", "style") for p in pages], Input("url", "pathname"))
@@ -72,31 +81,36 @@ def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
             return layout.status_line(False), no_update
         return layout.status_line(True, data.clock()), layout.alerts_banner(alerts)
 
+
+def _register_overview(app: Dash, data: DashboardData) -> None:
     @app.callback(Output("cameras-table", "children"), Output("people-total", "children"),
                   Output("trend-graph", "figure"), Output("mix-graph", "figure"),
                   Output("active-sessions", "children"),
                   Input("tick", "n_intervals"), Input("trend-window", "value"),
-                  State("url", "pathname"))
+                  Input("url", "pathname"))
     def overview(_n, window_s, pathname):
         if page_of(pathname) != "overview":
             raise PreventUpdate
+        window_s = int(window_s or 300)
         try:
             cameras = data.cameras()
             alerts = data.open_alerts()
-            series = data.trend(cameras, float(window_s or 300))
+            series = data.trend(cameras, window_s)
             active = data.active_sessions()
         except DataUnavailable:
             raise PreventUpdate from None
         mix = {c.camera_id: c.probs for c in cameras if c.session_id}
         return (layout.cameras_table(cameras, alerts, data.clock()), layout.people_total(cameras),
-                figures.sentiment_trend(series, f"Sentiment, last {int(window_s or 300) // 60} min"),
+                figures.sentiment_trend(series, f"Sentiment, last {window_s // 60} min"),
                 figures.emotion_mix(mix), layout.sessions_table(active, "active"))
 
+
+def _register_sessions(app: Dash, data: DashboardData, session_limit: int) -> None:
     @app.callback(Output("filter-camera", "options"), Output("sessions-table", "children"),
                   Input("tick", "n_intervals"), Input("filter-camera", "value"),
                   Input("filter-dates", "start_date"), Input("filter-dates", "end_date"),
                   Input("filter-min", "value"), Input("filter-max", "value"),
-                  State("url", "pathname"), State("filter-camera", "options"))
+                  Input("url", "pathname"), State("filter-camera", "options"))
     def sessions(_n, camera, start_date, end_date, min_s, max_s, pathname, shown_cameras):
         if page_of(pathname) != "sessions":
             raise PreventUpdate
@@ -110,6 +124,12 @@ def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
         options = no_update if shown_cameras == cameras else cameras
         return options, layout.sessions_table(rows)
 
+
+def _blank_session(title: str, message: str) -> tuple:
+    return (title, message, *[figures.empty_figure("no data")] * 3, "", None)
+
+
+def _register_session(app: Dash, data: DashboardData) -> None:
     @app.callback(Output("session-title", "children"), Output("session-summary", "children"),
                   Output("session-sentiment", "figure"), Output("session-emotions", "figure"),
                   Output("session-people", "figure"), Output("session-alerts", "children"),
@@ -121,15 +141,14 @@ def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
             raise PreventUpdate
         session_id = session_id_of(pathname)
         if session_id is None:
-            return ("Invalid session id", "Session ids use letters, digits, _ . : - only.",
-                    *[figures.empty_figure("no data")] * 3, "", None)
-        if rendered and rendered == {"id": session_id, "status": "closed"} and ctx.triggered_id == "tick":
+            return _blank_session("Invalid session id",
+                                  "Session ids use letters, digits, _ . : - only.")
+        if rendered == {"id": session_id, "status": "closed"} and ctx.triggered_id == "tick":
             raise PreventUpdate  # a closed session no longer changes
         try:
             report = data.report(session_id)
         except SessionNotFound:
-            return (f"Session {session_id}", "No such session in Redis.",
-                    *[figures.empty_figure("no data")] * 3, "", None)
+            return _blank_session(f"Session {session_id}", "No such session in Redis.")
         except DataUnavailable:
             raise PreventUpdate from None
         charts = figures.session_figures(report)
@@ -138,12 +157,13 @@ def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
                 charts["people"], layout.session_alerts(report.get("alerts") or []),
                 {"id": session_id, "status": report.get("status")})
 
+
+def _register_download(app: Dash, data: DashboardData) -> None:
     @app.callback(Output("download", "data"),
                   [Input(button, "n_clicks") for button in _DOWNLOADS],
                   State("url", "pathname"), prevent_initial_call=True)
     def download(*args):
-        pathname = args[-1]
-        session_id = session_id_of(pathname)
+        session_id = session_id_of(args[-1])
         if session_id is None or ctx.triggered_id not in _DOWNLOADS:
             raise PreventUpdate
         fmt, mime = _DOWNLOADS[ctx.triggered_id]
@@ -154,4 +174,3 @@ def register(app: Dash, data: DashboardData, session_limit: int = 500) -> None:
             raise PreventUpdate from None
         # The file name comes from a validated id only, never from raw user text.
         return dcc.send_string(render(report, fmt), f"moodstream-{session_id}.{fmt}", type=mime)
-
