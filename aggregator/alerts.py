@@ -97,6 +97,17 @@ class AlertMonitor:
             events.append(event)
         return events
 
+    def end_session(self, camera_id: str, session_id: str, ts: float) -> list[AlertEvent]:
+        """The session closed: an alert still open on it resolves, its state goes."""
+        state = self.cameras.get(camera_id)
+        if state is None or state.session_id != session_id:
+            return []
+        del self.cameras[camera_id]
+        if state.alert is None:
+            return []
+        last_offset = state.window[-1][0] if state.window else state.alert["opened_offset_s"]
+        return [self._resolve(state, ts, last_offset, "session_closed")]
+
     def _maybe_open(self, state, camera_id, mean, offset_s, ts) -> AlertEvent | None:
         if mean is None or mean > -self.rule.threshold:
             state.breach_since = None

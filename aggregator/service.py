@@ -127,9 +127,15 @@ class Aggregator:
                 self._close(session, why)
 
     def _close(self, session_id: str, reason: str) -> None:
-        if self.store.close_session(session_id, reason):
-            self.counters.sessions_closed += 1
-            log.info("session %s closed (%s)", session_id, reason)
+        camera_id = self.store.close_session(session_id, reason)
+        if camera_id is None:
+            return
+        if self.monitor and self.alert_store:  # before the summary, so it shows the outcome
+            for event in self.monitor.end_session(camera_id, session_id, time.time()):
+                self.alert_store.write(event)
+        self.store.write_summary(session_id)
+        self.counters.sessions_closed += 1
+        log.info("session %s closed (%s)", session_id, reason)
 
     def housekeeping(self, force: bool = False) -> None:
         """Close idle sessions and ending ones past their grace; prune the index.

@@ -184,16 +184,15 @@ class SessionStore:
                   repr(time.time()), self.bucket_ttl_s])
         return status, int(frames), _expected(expected_raw)
 
-    def close_session(self, session_id: str, reason: str) -> bool:
-        """Close (idempotent) and write the summary; False if it was closed already."""
+    def close_session(self, session_id: str, reason: str) -> str | None:
+        """Mark the session closed (idempotent): its camera id if this call closed it, None if
+        it was closed (or expired) already. The caller then writes the summary."""
         meta = self.keys.meta(session_id)
         camera_id = self.r.hget(meta, "camera_id") or ""
         live = self.keys.camera_live(camera_id) if camera_id else self.keys.camera_live("_")
-        closed = bool(self._close(keys=[meta, self.keys.active_sessions, live],
-                                  args=[session_id, reason, repr(time.time())]))
-        if closed:
-            self.write_summary(session_id)
-        return closed
+        closed = self._close(keys=[meta, self.keys.active_sessions, live],
+                             args=[session_id, reason, repr(time.time())])
+        return camera_id if closed else None
 
     def write_summary(self, session_id: str) -> dict:
         """The summary is the session report as it stands at close time."""

@@ -14,7 +14,7 @@ from aggregator.webhook import WebhookNotifier
 from moodstream.emotions import sentiment
 from moodstream.embedded import free_port
 from moodstream.reports import build_report
-from tests.aggregator.conftest import detection, probs
+from tests.aggregator.conftest import control, detection, probs
 from tests.aggregator.test_lifecycle import TOPICS, record
 
 RULE = AlertRule(window_s=2.0, threshold=0.4, min_duration_s=3.0, resolve_threshold=0.1,
@@ -153,3 +153,18 @@ def test_a_straggler_of_the_previous_session_does_not_touch_the_alert():
     events = monitor.observe("cam1", "s3", 0.0, 1, 0.9, 200.0)  # a genuinely new session
     assert [e.kind for e in events] == ["resolved"]
     assert events[0].record["resolved_because"] == "session_changed"
+
+
+@pytest.mark.integration
+def test_closing_a_session_resolves_its_open_alert_before_the_summary(make_store, redis_conn,
+                                                                      keys):
+    agg = Aggregator(make_store(), TOPICS, 30.0, 5.0, AlertMonitor(RULE),
+                     AlertStore(redis_conn, keys, 0))
+    agg.process([record(detection(i, ["angry", "angry"])) for i in range(40)])
+    assert redis_conn.hexists(keys.open_alerts, "cam1")
+    agg.process([record(control("session_end", frames=40))])
+    summary = json.loads(redis_conn.get(keys.summary("s1")))
+    assert [(a["status"], a["resolved_because"]) for a in summary["alerts"]] == [
+        ("resolved", "session_closed")]
+    assert not redis_conn.hexists(keys.open_alerts, "cam1")
+    assert redis_conn.hget(keys.camera_live("cam1"), "alert") == ""

@@ -147,7 +147,8 @@ def test_retention_ttl_expires_buckets_and_the_summary_outlives_them(make_store,
                                                                      keys):
     store = make_store(bucket_ttl_s=1, summary_ttl_s=60)
     store.apply_detections(stream(20))
-    assert store.close_session("s1", "test")
+    assert store.close_session("s1", "test") == "cam1"
+    store.write_summary("s1")
     for key in keys.session_keys("s1"):
         assert redis_conn.ttl(key) in (-2, 1)  # absent keys (no alerts) or expiring
     assert 0 < redis_conn.ttl(keys.summary("s1")) <= 60
