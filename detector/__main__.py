@@ -44,16 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_pipeline(settings: DetectorSettings):
-    """Face detector, masks and model from settings; raises ModelError/DetectorError/SettingsError."""
-    from detector.classifier import EmotionModel
+def check_config(settings: DetectorSettings):
+    """The cheap checks, before any connection or slow import: model files, cameras, backend."""
     from detector.faces import build_detector
-    from detector.pipeline import FramePipeline
     from detector.roi import load_masks
-    from detector.tracking import Trackers
+    resolve_serving(settings.model)
     masks = load_masks(settings.cameras) if settings.cameras else {}
     detector = build_detector(settings.detector, settings.confidence, settings.min_face,
                               settings.downscale)
+    settings.require_kafka()
+    return detector, masks
+
+
+def build_pipeline(settings: DetectorSettings, detector, masks):
+    """Loads the model (the slow part); raises ModelError."""
+    from detector.classifier import EmotionModel
+    from detector.pipeline import FramePipeline
+    from detector.tracking import Trackers
     model = EmotionModel(settings.model)
     model.warm_up((1, settings.max_batch))
     trackers = Trackers(settings.track_iou, settings.track_max_age_s, settings.smoothing_alpha)
@@ -79,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = DetectorSettings.load(**{k: v for k, v in vars(args).items()})
         logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s detector %(levelname)s %(message)s")
-        resolve_serving(settings.model)  # a missing model fails before any slow import
-        settings.require_kafka()
+        detector, masks = check_config(settings)
         from detector.service import DetectorService
         service = DetectorService(settings, pipeline=None, stop=stop)
+        # kafka-python logs every failed attempt; the one line below says it better.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         service.connect()
-        service.pipeline = build_pipeline(settings)
+        logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+        service.pipeline = build_pipeline(settings, detector, masks)
         log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s",
                  service.pipeline.model.path, service.pipeline.model.format,
                  service.pipeline.model.device, settings.detector, settings.max_batch,

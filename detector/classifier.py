@@ -131,10 +131,14 @@ def _keras_runner(path: Path, size: int):
 
 
 def _tflite_runner(path: Path, threads: int | None):
+    import warnings
+
     import tensorflow as tf
     try:
-        interpreter = tf.lite.Interpreter(model_path=str(path),
-                                          num_threads=threads or os.cpu_count() or 1)
+        with warnings.catch_warnings():  # deprecation notice for ai_edge_litert; same runtime
+            warnings.simplefilter("ignore")
+            interpreter = tf.lite.Interpreter(model_path=str(path),
+                                              num_threads=threads or os.cpu_count() or 1)
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot load TFLite model {path}: {exc}") from None
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

@@ -38,7 +38,7 @@ class _FlushOnRevoke(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned):
         self.service.assigned = sorted(tp.partition for tp in assigned)
-        log.info("assigned partitions %s", self.service.assigned)
+        log.info("partitions assigned: %s", ",".join(map(str, self.service.assigned)) or "none")
 
 
 class DetectorService:
