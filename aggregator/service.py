@@ -88,7 +88,8 @@ class Aggregator:
                     self.counters.controls += 1
                     (batch.starts if event.type == "session_start" else batch.ends).append(event)
                 else:
-                    batch.detections.append(check_detection(DetectionMessage.from_bytes(record.value)))
+                    message = DetectionMessage.from_bytes(record.value)
+                    batch.detections.append(check_detection(message))
             except MessageError as exc:
                 self._skip(record, str(exc))
         return batch

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import redis
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from moodstream.clients import ensure_topics
 from moodstream.embedded import free_port
@@ -170,6 +170,23 @@ def test_kafka_to_redis_with_duplicates_poison_and_an_early_end_event(stack_env,
     assert code == 0, log_path.read_text()[-2000:]
     log = log_path.read_text()
     assert "skipped malformed message" in log and "Traceback" not in log
+    dead = read_topic(stack_env, Topics(stack_env["MOODSTREAM_TOPIC_PREFIX"]).deadletter, 1)
+    assert [d.value for d in dead] == [b"{broken"]
+    headers = dict(dead[0].headers)
+    assert b"not JSON" in headers["reason"] and headers["source_topic"].endswith(b".detections")
+
+
+def read_topic(env: dict, topic: str, count: int, timeout: float = 20) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
+        found, deadline = [], time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            found += [r for rs in consumer.poll(timeout_ms=200).values() for r in rs]
+        return found
+    finally:
+        consumer.close()
 
 
 @pytest.mark.integration
