@@ -27,7 +27,9 @@ def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> tuple[bytes,
     if width > max_width:
         height = max(1, round(height * max_width / width))
         width = max_width
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        # Bilinear: ~3x faster than INTER_AREA at 1080p -> 1280, and a 1.5x downscale
+        # keeps faces sharp enough for the detector.
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return (buffer.tobytes(), width, height) if ok else None
 
