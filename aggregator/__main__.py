@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--valence", help="emotion weights, e.g. angry=-1,happy=1,surprise=0.3 "
                                      "(unnamed emotions keep their defaults)")
     p.add_argument("--alert-webhook-url", help="POST alert JSON here (optional)")
-    p.add_argument("--no-alerts", action="store_const", const=False, dest="alerts_enabled")
-    p.add_argument("--log-level")
+    p.add_argument("--no-alerts", action="store_const", const=False, dest="alerts_enabled",
+                   help="do not evaluate negative-sentiment alerts")
+    p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
     return p.parse_args(argv)
 
 

@@ -227,3 +227,39 @@ def test_kill_9_mid_stream_then_restart_counts_everything_exactly_once(stack_env
     assert len(stopped) == 1, "only the second run stops cleanly"
     applied_after = int(stopped[0].split("detections=")[1].split(",")[0])
     assert applied_after == len(frames) - applied_before_crash
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_redis_lost_mid_run_is_one_line_exit_1_and_nothing_committed(kafka_server, stack_env,
+                                                                      tmp_path):
+    from moodstream.embedded import EmbeddedRedis
+    own_redis = EmbeddedRedis().start()
+    env = dict(stack_env, REDIS_URL=own_redis.url, MOODSTREAM_CONNECT_TIMEOUT_S="1")
+    r, keys = prepare(env)
+    log_path = tmp_path / "aggregator.log"
+    proc = start_aggregator(env, log_path)
+    try:
+        produce(env, [detection(i, ["happy"]) for i in range(5)])
+        wait_for(lambda: r.hget(keys.totals("s1"), "frames") == "5", 60, "first frames", proc,
+                 log_path)
+        own_redis.stop()
+        produce(env, [detection(i, ["happy"]) for i in range(5, 10)])
+        assert proc.wait(30) == 1
+    finally:
+        own_redis.stop()
+        if proc.poll() is None:
+            stop(proc, signal.SIGKILL)
+    lines = log_path.read_text().strip().splitlines()
+    assert "Traceback" not in log_path.read_text()
+    assert lines[-1].startswith("aggregator: Redis failed"), lines[-3:]
+    # The batch Redis never took was not committed: the group will get it again.
+    consumer = KafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+                             group_id="aggregator", enable_auto_commit=False)
+    try:
+        topic = Topics(env["MOODSTREAM_TOPIC_PREFIX"]).detections
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        committed = sum(consumer.committed(tp) or 0 for tp in parts)
+        assert committed == 5
+    finally:
+        consumer.close()
