@@ -12,7 +12,7 @@ import numpy as np
 from ingest.config import CameraConfig
 from ingest.metrics import IngestMetrics
 from ingest.publisher import Publisher
-from ingest.sampling import SENTINEL, FrameQueue
+from ingest.sampling import SENTINEL, DropPolicy, FrameQueue
 from ingest.sessions import Session, SessionTracker
 from ingest.source import FrameReader, RawFrame, ReaderTuning, SourceState, StatusEvent
 from moodstream.schemas import ControlEvent, FrameHeaders
@@ -36,12 +36,14 @@ def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> tuple[bytes,
 
 class CameraWorker:
     def __init__(self, camera: CameraConfig, publisher: Publisher, metrics: IngestMetrics,
-                 stop: threading.Event, tuning: ReaderTuning, queue_size: int,
+                 stop: threading.Event, tuning: ReaderTuning, queue_sizes: tuple[int, int],
                  flush_timeout_s: float = 30.0):
         self.camera, self.publisher, self.metrics = camera, publisher, metrics
         self.flush_timeout_s = flush_timeout_s
         policy = FrameReader.drop_policy(camera)
-        self.queue = FrameQueue(queue_size, policy, stop)
+        file_size, live_size = queue_sizes
+        self.queue = FrameQueue(live_size if policy is DropPolicy.DROP_OLDEST else file_size,
+                                policy, stop)
         cam = camera.id
         self.reader = FrameReader(
             camera, self.queue, stop, tuning, on_status=self._on_status,

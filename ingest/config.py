@@ -100,7 +100,9 @@ class IngestSettings(CommonSettings):
     publish_buffer: int = Field(500, ge=1, validation_alias=_env("publish_buffer"))
     # How long a frame may wait for a broker that is down before it counts as dropped.
     delivery_timeout_s: float = Field(60.0, ge=20, validation_alias=_env("delivery_timeout_s"))
-    queue_size: int = Field(8, ge=1, validation_alias=_env("queue_size"))
+    queue_size: int = Field(8, ge=1, validation_alias=_env("queue_size"))  # files (WAIT)
+    # Live sources keep at most this many frames in hand, so what is published is current.
+    live_queue_size: int = Field(2, ge=1, validation_alias=_env("live_queue_size"))
 
     def cameras(self) -> list[CameraConfig]:
         """The cameras to run: from the config file if given, else the one CLI camera."""

@@ -50,8 +50,9 @@ class IngestService:
                                    settings.publish_buffer, self.metrics, self.stop,
                                    restore_topics=lambda: ensure_topics(settings))
         tuning = tuning_from(settings)
+        queue_sizes = (settings.queue_size, settings.live_queue_size)
         self.workers = [CameraWorker(camera, self.publisher, self.metrics, self.stop, tuning,
-                                     settings.queue_size) for camera in cameras]
+                                     queue_sizes) for camera in cameras]
         self.metrics_server: MetricsServer | None = None
 
     def run(self) -> int:

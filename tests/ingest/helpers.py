@@ -45,6 +45,7 @@ class MjpegServer:
         self.connections = 0
         self._server: ThreadingHTTPServer | None = None
         self._alive = threading.Event()
+        self.stalled = threading.Event()  # set: keep connections open but send nothing
 
     @property
     def url(self) -> str:
@@ -77,6 +78,9 @@ class MjpegServer:
                 index = 0
                 try:
                     while server._alive.is_set():
+                        if server.stalled.is_set():
+                            time.sleep(0.05)
+                            continue
                         jpeg = server.frames[index % len(server.frames)]
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
                                          b"Content-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n")

@@ -103,3 +103,37 @@ def test_unreachable_broker_is_one_line_nonzero(tmp_path):
     result = run_ingest(env, "--source", str(require(SMILE)))
     assert result.returncode == 1 and time.monotonic() - start < 30
     assert_one_clean_line(result.stderr, "cannot reach Kafka")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_config_file_one_bad_camera_does_not_stop_the_others(stack_env, kafka_server,
+                                                             unique_prefix, tmp_path):
+    config = tmp_path / "cams.toml"
+    config.write_text(f"""
+[defaults]
+mode = "fast"
+fps = 0
+
+[[cameras]]
+id = "broken"
+url = "{tmp_path / 'missing.mp4'}"
+
+[[cameras]]
+id = "good"
+url = "{require(SMILE)}"
+session = {{ id = "good-1" }}
+
+[[cameras]]
+id = "off"
+url = "{require(SMILE)}"
+enabled = false
+""")
+    result = run_ingest(stack_env, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "camera broken: video file not found" in result.stderr
+    assert "camera good: done (ended): read=72 published=72" in result.stderr
+    assert "camera off" not in result.stderr
+    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete())
+    assert {key for key, _, _ in got.frames} == {b"good"} and len(got.frames) == 72
+    assert got.ends()[0].session_id == "good-1"

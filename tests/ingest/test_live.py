@@ -111,3 +111,48 @@ def test_every_camera_failing_is_a_nonzero_exit(kafka_server, unique_prefix):
     with RunningIngest(kafka_server.bootstrap, unique_prefix, cameras,
                        reconnect_max_attempts=1, **FAST_RECONNECT) as ingest:
         assert ingest.wait_done(15) == 1
+
+
+def test_stalled_stream_is_detected_and_reconnected(kafka_server, unique_prefix, jpegs):
+    camera = MjpegServer(jpegs, fps=15).start()
+    cam = CameraConfig(id="frozen", url=camera.url, fps=5)
+    try:
+        with RunningIngest(kafka_server.bootstrap, unique_prefix, [cam],
+                           **FAST_RECONNECT) as ingest:
+            counts = ingest.counts("frozen")
+            assert wait_until(lambda: counts.published >= 3, 15)
+            camera.stalled.set()  # connection stays open, frames stop: a frozen camera
+            assert wait_until(lambda: counts.reconnects >= 1, 2 + 5)  # stall_timeout_s = 2
+            camera.stalled.clear()
+            published = counts.published
+            assert wait_until(lambda: counts.published >= published + 3, 10)
+            assert counts.state is SourceState.STREAMING
+    finally:
+        camera.stop()
+    assert camera.connections >= 2
+
+
+def test_gap_longer_than_session_gap_starts_a_new_session(kafka_server, unique_prefix, jpegs):
+    camera = MjpegServer(jpegs, fps=15).start()
+    cam = CameraConfig(id="till", url=camera.url, fps=5, session={"gap_s": 1.0})
+    try:
+        with RunningIngest(kafka_server.bootstrap, unique_prefix, [cam],
+                           **FAST_RECONNECT) as ingest:
+            counts = ingest.counts("till")
+            assert wait_until(lambda: counts.published >= 3, 15)
+            camera.stop()
+            assert wait_until(lambda: counts.reconnects >= 3, 10)  # > 1 s without frames
+            camera.start()
+            published = counts.published
+            assert wait_until(lambda: counts.published >= published + 3, 10)
+    finally:
+        camera.stop()
+    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete(2))
+    first, second = sorted(got.ends(), key=lambda e: e.ts)
+    assert (first.reason, second.reason) == ("gap", "shutdown")
+    assert [e.type for e in got.control].count("session_start") == 2
+    for end in (first, second):
+        frames = [h for _, h, _ in got.frames if h.session_id == end.session_id]
+        assert end.frames_published == len(frames) >= 3
+        assert sorted(h.seq for h in frames) == list(range(len(frames)))
+        assert min(h.offset_s for h in frames) == 0.0
