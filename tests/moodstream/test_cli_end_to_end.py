@@ -31,8 +31,11 @@ def moodstream(*args: str, env: dict, timeout: float = 400) -> subprocess.Comple
 
 
 def video_facts(path: Path) -> tuple[int, float]:
+    """Frames that actually decode (container counts can overstate) and their duration."""
     cap = cv2.VideoCapture(str(path))
-    frames, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    fps, frames = cap.get(cv2.CAP_PROP_FPS), 0
+    while cap.grab():
+        frames += 1
     cap.release()
     return frames, frames / fps
 
