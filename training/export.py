@@ -105,6 +105,59 @@ def convert_tflite(saved_model_dir: Path, out: Path, variant: str,
     return out
 
 
+def _layer(class_name: str, name: str, config: dict, source: str, in_shape: list) -> dict:
+    tensor = {"class_name": "__keras_tensor__",
+              "config": {"shape": in_shape, "dtype": "float32", "keras_history": [source, 0, 0]}}
+    return {"module": "keras.layers", "class_name": class_name, "registered_name": None,
+            "name": name, "config": {"name": name, **config},
+            "inbound_nodes": [{"args": [tensor], "kwargs": {}}]}
+
+
+def legacy_h5_model(model):
+    """`model` rewired so the legacy HDF5 loader rebuilds it faithfully.
+
+    Keras' H5 loader drops a multi-axis LayerNormalization `axis` (it keeps only
+    1-element lists), silently turning per-image standardisation into a no-op over
+    one channel. A weightless LayerNormalization over every non-batch axis equals
+    Reshape(-1) -> LayerNormalization(-1) -> Reshape(back), which survives H5.
+    """
+    import keras
+    config = model.get_config()
+    layers = []
+    for layer in config["layers"]:
+        cfg = layer["config"]
+        shape = (layer.get("build_config") or {}).get("input_shape")
+        if (layer["class_name"] != "LayerNormalization" or not isinstance(cfg.get("axis"), list)
+                or len(cfg["axis"]) < 2 or cfg.get("center") or cfg.get("scale") or not shape
+                or sorted(a % len(shape) for a in cfg["axis"]) != list(range(1, len(shape)))):
+            layers.append(layer)
+            continue
+        name, source = layer["name"], layer["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0]
+        flat = [None, int(np.prod(shape[1:]))]
+        layers.append(_layer("Reshape", f"{name}_flat", {"target_shape": [-1]}, source, list(shape)))
+        layers.append(_layer("LayerNormalization", f"{name}_1d",
+                             {**cfg, "name": f"{name}_1d", "axis": -1}, f"{name}_flat", flat))
+        layers.append(_layer("Reshape", name, {"target_shape": list(shape[1:])}, f"{name}_1d", flat))
+    rewired = keras.Model.from_config({**config, "layers": layers})
+    rewired.set_weights(model.get_weights())
+    return rewired
+
+
+def save_legacy_h5(model, path: Path, probe: np.ndarray) -> Path | None:
+    """Write the legacy .h5 and prove it reloads to the same predictions; else drop it."""
+    import keras
+    legacy = legacy_h5_model(model)
+    legacy.save(path)
+    reloaded = keras.saving.load_model(path, compile=False)
+    faces = probe.astype(np.float32)
+    gap = float(np.abs(np.asarray(reloaded(faces)) - np.asarray(model(faces, training=False))).max())
+    if gap > 1e-4:
+        log.warning("legacy %s reloads with different predictions (max gap %.3g); not shipped", path, gap)
+        path.unlink()
+        return None
+    return path
+
+
 def build_candidates(model, workdir: Path, calibration: np.ndarray | None) -> list[Candidate]:
     """Every serving artefact worth measuring on this machine, written into `workdir`."""
     candidates = [Candidate("keras", "xla", workdir / "model.keras")]
@@ -177,7 +230,7 @@ def _load_eval_sets(meta: dict, val_source: str | None, calib_source: str | None
 
 
 def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candidate], tta: dict,
-               plain: dict, meta: dict, input_shape: tuple, val_source: str) -> Path:
+               plain: dict, meta: dict, input_shape: tuple, val_source: str, has_h5: bool) -> Path:
     cfg = meta.get("config", {})
     trained_at = meta.get("finished_at") or meta.get("checkpoint_modified")
     card = {
@@ -200,7 +253,7 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
                      "backend": meta.get("backend"),
                      "machine": meta.get("machine") or "not recorded by the run; see exported.machine",
                      "train_seconds": meta.get("train_seconds"), "trained_at": trained_at},
-        "files": {"keras": f"{name}.keras", "h5": f"{name}.h5"},
+        "files": {"keras": f"{name}.keras", "h5": f"{name}.h5" if has_h5 else None},
         "exported": {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                      "machine": machine()},
     }
@@ -228,7 +281,7 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
         chosen = choose(candidates)
         final = out / (f"{name}.keras" if chosen.format == "keras" else f"{name}.tflite")
         net.save(out / f"{name}.keras")
-        net.save(out / f"{name}.h5")  # legacy HDF5, as seed FER-DL shipped
+        h5 = save_legacy_h5(net, out / f"{name}.h5", val_set.x[:32])  # as seed FER-DL shipped
         if chosen.format == "tflite":
             shutil.copyfile(chosen.path, final)
         for cand in candidates:  # record the shipped file names, not the temp ones
@@ -237,7 +290,8 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
     plain = evaluate_arrays(predictor, val_set.x, val_set.y)
     tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
     val_source = val or meta.get("config", {}).get("val", "")
-    card = write_card(out, name, chosen, candidates, tta, plain, meta, shape, str(val_source))
+    card = write_card(out, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
+                      h5 is not None)
     log.info("serving %s (%s): val accuracy %.4f, with TTA %.4f", final, chosen.variant,
              plain["accuracy"], tta["accuracy"])
     return card
