@@ -37,7 +37,7 @@ def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> tuple[bytes,
 class CameraWorker:
     def __init__(self, camera: CameraConfig, publisher: Publisher, metrics: IngestMetrics,
                  stop: threading.Event, tuning: ReaderTuning, queue_sizes: tuple[int, int],
-                 flush_timeout_s: float = 30.0):
+                 flush_timeout_s: float = 10.0):
         self.camera, self.publisher, self.metrics = camera, publisher, metrics
         self.flush_timeout_s = flush_timeout_s
         policy = FrameReader.drop_policy(camera)
@@ -63,7 +63,8 @@ class CameraWorker:
         self._thread.start()
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

@@ -66,7 +66,7 @@ class Publisher:
         future.add_errback(lambda exc: self._on_error(key, exc))
         return True
 
-    def publish_control(self, event: ControlEvent, timeout_s: float = 30.0) -> bool:
+    def publish_control(self, event: ControlEvent, timeout_s: float = 10.0) -> bool:
         """Control events must not be lost: retry until acknowledged, stop, or timeout."""
         deadline = time.monotonic() + timeout_s
         while True:

@@ -12,6 +12,7 @@ from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.publisher import Publisher
 from ingest.source import ReaderTuning, SourceState, StatusEvent, check_file
 from moodstream.clients import ensure_topics
+from moodstream.settings import SettingsError
 from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ class IngestService:
 
     def run(self) -> int:
         """Run until every camera has ended or failed, or until stop; returns the exit code."""
+        self._start_metrics()
         try:
-            self._start_metrics()
             for worker in self.workers:
                 worker.start()
             # Short joins keep the main thread free to take SIGINT/SIGTERM.
@@ -74,8 +75,12 @@ class IngestService:
 
     def _start_metrics(self) -> None:
         if self.settings.metrics_port:
-            self.metrics_server = MetricsServer(self.metrics, self.settings.metrics_host,
-                                                self.settings.metrics_port).start()
+            host, port = self.settings.metrics_host, self.settings.metrics_port
+            try:
+                self.metrics_server = MetricsServer(self.metrics, host, port).start()
+            except OSError as exc:
+                raise SettingsError(f"cannot serve metrics on {host}:{port}: "
+                                    f"{exc.strerror or exc}") from None
             log.info("metrics on http://%s:%d/metrics, health on /healthz",
                      self.settings.metrics_host, self.metrics_server.port)
 
@@ -84,7 +89,7 @@ class IngestService:
         for worker in self.workers:
             # Workers end their sessions (flush + session_end) before returning.
             worker.join(timeout=60)
-        self.publisher.flush(timeout_s=30)
+        self.publisher.flush(timeout_s=10)
         if self.metrics_server:
             self.metrics_server.stop()
 

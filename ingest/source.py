@@ -136,7 +136,6 @@ class FrameReader(threading.Thread):
         self._pacer = RealtimePacer(stop) if self._paced() else None
         self._backoff = Backoff(tuning.backoff_initial_s, tuning.backoff_max_s)
         self._started_mono = time.monotonic()
-        self._file_anchor_ts = time.time()  # files carry no wall clock: anchor media time here
         self._media_base = 0.0  # media seconds of the loops already played
         self._index = 0
 
@@ -218,7 +217,7 @@ class FrameReader(threading.Thread):
             pass_index += 1
             self._on_read()
             if self._sampler.keep(media_s):
-                self._hand_on(image, media_s)
+                self._hand_on(image, media_s, self._capture_time(capture))
         return "stopped"
 
     def _media_time(self, capture, pass_index: int, native_fps: float, last: float) -> float:
@@ -230,10 +229,20 @@ class FrameReader(threading.Thread):
             media = self._media_base + pass_index / (native_fps or 25.0)
         return media
 
-    def _hand_on(self, image: np.ndarray, media_s: float) -> None:
+    def _capture_time(self, capture: cv2.VideoCapture) -> float:
+        """The source's own clock when it gives wall time (an RTSP stream with RTCP sender
+        reports, FFmpeg wall-clock timestamps); otherwise the host clock at read."""
+        now = time.time()
+        if self.live:
+            source_ts = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if abs(source_ts - now) < 600:  # plausible epoch time, not a stream offset
+                return source_ts
+        return now
+
+    def _hand_on(self, image: np.ndarray, media_s: float, capture_ts: float) -> None:
         if self._pacer:
             self._pacer.wait_for(media_s)
-        capture_ts = self._file_anchor_ts + media_s if not self.live else time.time()
+            capture_ts = time.time()  # a paced file frame is "captured" when released
         dropped = self.out.put(RawFrame(image, media_s, capture_ts, self._index))
         self._index += 1
         if dropped:

@@ -137,3 +137,16 @@ enabled = false
     got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete())
     assert {key for key, _, _ in got.frames} == {b"good"} and len(got.frames) == 72
     assert got.ends()[0].session_id == "good-1"
+
+
+@pytest.mark.integration
+def test_metrics_port_in_use_is_one_line_exit_2(stack_env):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_ingest(stack_env, "--source", str(require(SMILE)), "--metrics-port",
+                            str(port))
+    assert result.returncode == 2
+    assert_one_clean_line(result.stderr, f"cannot serve metrics on 127.0.0.1:{port}")
