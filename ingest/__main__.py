@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return service.run()
     except ServiceUnavailable as exc:
         return _fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:  # Ctrl-C before the service took over the signals
+        return 130
     except SettingsError as exc:
         return _fail(str(exc), EXIT_BAD_INPUT)
     finally:

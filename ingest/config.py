@@ -131,13 +131,23 @@ def load_camera_file(path: Path, settings: IngestSettings) -> list[CameraConfig]
     for index, raw in enumerate(cameras):
         if not isinstance(raw, dict):
             raise SettingsError(f"{path}: cameras[{index}] is not a table")
-        merged = settings._camera_defaults() | defaults | raw
+        merged = _merge(_merge(settings._camera_defaults(), defaults), raw)
         built.append(_build_camera(merged, f"{path}: cameras[{index}]"))
     ids = [camera.id for camera in built]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise SettingsError(f"{path}: duplicate camera id(s): {', '.join(duplicates)}")
     return [camera for camera in built if camera.enabled]
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Override wins key by key; nested tables (session) are merged one level down."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merged[key] | value
+        merged[key] = value
+    return merged
 
 
 def _read_structured(path: Path) -> dict:

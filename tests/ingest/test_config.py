@@ -96,3 +96,13 @@ def test_nothing_to_ingest_and_bad_cli_values():
         settings(source="a.mp4", jpeg_quality=0)
     with pytest.raises(SettingsError, match="camera-id"):
         settings(source="a.mp4", camera_id="no spaces").cameras()
+
+
+def test_shipped_example_config_parses():
+    from tests.conftest import REPO
+    cameras = settings(config=REPO / "ingest" / "cameras.example.yaml").cameras()
+    assert [c.id for c in cameras] == ["entrance", "desk", "recorded-call"]
+    entrance, desk, call = cameras
+    assert (entrance.session.gap_s, entrance.session.every_s, len(entrance.roi)) == (30, 3600, 1)
+    assert (desk.url, desk.fps, call.mode, call.session.id) == ("0", 10, PacingMode.FAST, "call-0042")
+    assert call.session.every_s == 3600  # nested defaults merge, not replace
