@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Callable
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest.sampling import DropPolicy
 from moodstream.schemas import ControlEvent, FrameHeaders
@@ -52,15 +52,24 @@ class Publisher:
         if not self._reserve(policy):
             self.stats.dropped(headers.camera_id, "broker_buffer_full")
             return False
-        sent_at = time.monotonic()
-        try:
-            future = self.producer.send(self.topics.frames, key=headers.camera_id.encode(),
-                                        value=jpeg, headers=headers.to_kafka())
-        except KafkaError as exc:  # metadata unavailable within max_block_ms: broker is down
-            self._release()
-            self._note_outage(exc)
-            self.stats.dropped(headers.camera_id, "broker_unavailable")
-            return False
+        while True:
+            sent_at = time.monotonic()
+            try:
+                future = self.producer.send(self.topics.frames, key=headers.camera_id.encode(),
+                                            value=jpeg, headers=headers.to_kafka())
+                break
+            except KafkaError as exc:  # no topic metadata within max_block_ms: broker down
+                outage = isinstance(exc, KafkaTimeoutError)
+                if outage:
+                    self._note_outage(exc)
+                if outage and policy is DropPolicy.WAIT and not self.stop.is_set():
+                    continue  # a file frame waits for the broker (send blocked max_block_ms)
+                self._release()
+                self.stats.dropped(headers.camera_id,
+                                   "broker_unavailable" if outage else "rejected")
+                if not outage:
+                    log.warning("camera %s: frame rejected: %s", headers.camera_id, exc)
+                return False
         key = (headers.camera_id, headers.session_id)
         future.add_callback(lambda _meta: self._on_ack(key, sent_at))
         future.add_errback(lambda exc: self._on_error(key, exc))

@@ -211,7 +211,8 @@ class FrameReader(threading.Thread):
                 return "eof"
             if pass_index == 0:
                 self._backoff.reset()
-                self._set_state(SourceState.STREAMING, self._describe(capture))
+                if self.state is not SourceState.STREAMING:  # a looping file stays streaming
+                    self._set_state(SourceState.STREAMING, self._describe(capture))
             media_s = self._media_time(capture, pass_index, native_fps, last_media)
             last_media = media_s
             pass_index += 1

@@ -101,3 +101,23 @@ def test_automatic_ids_stay_unique_within_a_second():
     a = tracker.on_frame(0, 100.0).started.id
     b = tracker.on_frame(1, 100.2).started.id
     assert a != b and b.startswith(a) and valid_id(b)
+
+
+def test_publisher_drops_and_counts_a_frame_the_producer_rejects():
+    from kafka.errors import MessageSizeTooLargeError
+
+    from ingest.metrics import IngestMetrics
+    from ingest.publisher import Publisher
+    from moodstream.schemas import FrameHeaders
+    from moodstream.topics import Topics
+
+    class RejectingProducer:  # unit-level fake: the real producer raises this for huge frames
+        def send(self, *args, **kwargs):
+            raise MessageSizeTooLargeError("frame larger than max_request_size")
+
+    metrics = IngestMetrics()
+    publisher = Publisher(RejectingProducer(), Topics("t"), 4, metrics, threading.Event())
+    headers = FrameHeaders("cam", "s", 0, 0.0, 0.0)
+    # Even under WAIT (files) a rejected frame is not retried forever.
+    assert publisher.publish_frame(headers, b"jpeg", DropPolicy.WAIT) is False
+    assert metrics.counts("cam").dropped == {"rejected": 1} and publisher.pending == 0
