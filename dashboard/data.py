@@ -11,19 +11,31 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import redis
 
 from moodstream.emotions import EMOTIONS
-from moodstream.redis_keys import RedisKeys, parse_buckets
+from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
 from moodstream.schemas import valid_id
 
-# A buckets hash holds one field per (second, name); past this size a trend read fetches
-# only the seconds in the window instead of the whole hash (a day-long live session).
-FULL_READ_MAX_FIELDS = 20_000
+# Read-only: mean sentiment of each second t in [ARGV[1], ARGV[2]] of one buckets hash,
+# packed as "0.1234,,-0.5" ("" = a second without faces).
+TREND_SCRIPT = """
+local out = {}
+for t = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  local v = redis.call('HMGET', KEYS[1], t .. '|faces', t .. '|sentiment_sum')
+  local faces, total = tonumber(v[1]), tonumber(v[2])
+  if faces and faces > 0 and total then
+    out[#out + 1] = string.format('%.4f', total / faces)
+  else
+    out[#out + 1] = ''
+  end
+end
+return table.concat(out, ',')
+"""
 _SESSION_META_FIELDS = ("camera_id", "status", "started_at", "ended_at", "last_seen", "source")
 _TOTAL_FIELDS = ("frames", "faces", "sentiment_sum")
 
@@ -44,6 +56,7 @@ class CameraLive:
     probs: dict[str, float] = field(default_factory=dict)
     alert: bool = False
     status: str = ""
+    offset_s: float | None = None  # session time of the last applied frame
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,7 @@ class DashboardData:
     def __init__(self, client: redis.Redis, keys: RedisKeys,
                  clock: Callable[[], float] = time.time):
         self.client, self.keys, self.clock = client, keys, clock
+        self._trend_script = client.register_script(TREND_SCRIPT)
 
     @_guarded
     def ping(self) -> bool:
@@ -139,46 +153,32 @@ class DashboardData:
 
     @_guarded
     def trend(self, cameras: list[CameraLive], window_s: float) -> dict[str, list]:
-        """Per-second sentiment of each camera's current session over the last window_s."""
+        """Per-second sentiment of each camera's current session over the last window_s.
+
+        Reads only the window's seconds, and Redis itself divides sentiment_sum by faces
+        (TREND_SCRIPT): one short string per camera instead of two fields per second.
+        """
         now = self.clock()
+        live = [c for c in cameras if c.session_id and
+                (c.last_seen is None or c.last_seen >= now - window_s)]  # silent: left out
+        pipe = self.client.pipeline(transaction=False)
+        for cam in live:
+            pipe.hget(self.keys.meta(cam.session_id), "started_at")
+        plans = []
+        for cam, started in zip(live, pipe.execute()):
+            span = _window_seconds(cam, _float(started), now, window_s)
+            if span:
+                plans.append((cam, _float(started), span))
+        pipe = self.client.pipeline(transaction=False)
+        for cam, _started, span in plans:
+            self._trend_script(keys=[self.keys.buckets(cam.session_id)],
+                               args=[span.start, span.stop - 1], client=pipe)
         series = {}
-        for cam in cameras:
-            if not cam.session_id or not valid_id(cam.session_id):
-                continue
-            if cam.last_seen is not None and cam.last_seen < now - window_s:
-                continue  # camera silent for the whole window
-            points = self._session_points(cam.session_id, now - window_s, now)
-            if points:
+        for (cam, started, span), packed in zip(plans, pipe.execute()):
+            points = _points(started, span, packed.split(","), since=now - window_s)
+            if any(y is not None for _, y in points):
                 series[f"{cam.camera_id} · {cam.session_id}"] = points
         return series
-
-    def _session_points(self, session_id: str, since: float, now: float) -> list:
-        started = _float(self.client.hget(self.keys.meta(session_id), "started_at"))
-        if started is None:
-            return []
-        buckets = self._buckets(session_id, int(since - started) - 1, int(now - started) + 1)
-        if not buckets:
-            return []
-        points = []
-        # Every second in the span, so seconds without faces show as gaps, not as joins.
-        for t in range(min(buckets), max(buckets) + 1):
-            ts = started + t
-            if ts < since:
-                continue
-            b = buckets.get(t, {})
-            faces = b.get("faces", 0.0)
-            points.append((utc(ts), round(b["sentiment_sum"] / faces, 4)
-                           if faces and "sentiment_sum" in b else None))
-        return points
-
-    def _buckets(self, session_id: str, t_lo: int, t_hi: int) -> dict[int, dict[str, float]]:
-        key = self.keys.buckets(session_id)
-        if self.client.hlen(key) <= FULL_READ_MAX_FIELDS:
-            return parse_buckets(self.client.hgetall(key))
-        fields = [f"{t}|{name}" for t in range(max(0, t_lo), t_hi + 1)
-                  for name in ("faces", "sentiment_sum")]
-        values = self.client.hmget(key, fields) if fields else []
-        return parse_buckets({f: v for f, v in zip(fields, values) if v is not None})
 
     @_guarded
     def sessions(self, flt: SessionFilter = SessionFilter(), limit: int = 500) -> list[SessionRow]:
@@ -243,7 +243,8 @@ def _camera_live(camera_id: str, raw: dict[str, str]) -> CameraLive:
         last_seen=_float(raw.get("last_seen")), sentiment=_float(raw.get("sentiment")),
         faces=_int(raw.get("faces")), people=_int(raw.get("people")),
         dominant=raw.get("dominant") or None, probs=probs,
-        alert=raw.get("alert") == "open", status=raw.get("status", ""))
+        alert=raw.get("alert") == "open", status=raw.get("status", ""),
+        offset_s=_float(raw.get("offset_s")))
 
 
 def _session_row(session_id: str, meta: dict, totals: dict) -> SessionRow:
@@ -265,3 +266,23 @@ def _iso_ts(value: Any) -> float | None:
     except ValueError:
         return None
 
+
+def _window_seconds(cam: CameraLive, started: float | None, now: float,
+                    window_s: float) -> range | None:
+    """Bucket seconds t of the camera's session inside the window (t = started + offset).
+
+    The last applied offset bounds the span from above: a recorded file may run ahead of the
+    wall clock, a lagging pipeline behind it.
+    """
+    if started is None:
+        return None
+    t_hi = int(cam.offset_s) if cam.offset_s is not None else int(now - started)
+    t_lo = max(0, int(now - window_s - started), t_hi - int(window_s))
+    return range(t_lo, t_hi + 1) if t_hi >= t_lo else None
+
+
+def _points(started: float, span: range, packed: list[str], since: float) -> list:
+    """(UTC time, sentiment) per second of span; a second without faces is None (a gap)."""
+    first = utc(started)
+    return [(first + timedelta(seconds=t), float(value) if value else None)
+            for t, value in zip(span, packed) if started + t >= since]

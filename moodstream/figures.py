@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
 from moodstream.emotions import EMOTIONS
@@ -25,6 +26,16 @@ EMOTION_COLORS: Mapping[str, str] = {
 }
 SENTIMENT_RANGE = (-1.05, 1.05)
 _MARGIN = dict(l=50, r=20, t=40, b=40)
+
+
+def _floats(values) -> np.ndarray:
+    """None -> NaN (a gap). numpy arrays also spare plotly its slow per-element validation
+    and travel to the browser as compact typed arrays: this is the live path."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _times(values) -> np.ndarray:
+    return np.array(values, dtype="datetime64[ms]")
 
 
 def _base_layout(fig: go.Figure, title: str, revision: str | None = None) -> go.Figure:
@@ -54,7 +65,8 @@ def sentiment_trend(series: Mapping[str, Sequence[tuple[Any, float | None]]],
         return empty_figure("no sentiment in this window yet", title)
     fig = go.Figure()
     for label, points in series.items():
-        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+        fig.add_trace(go.Scatter(x=_times([p[0] for p in points]),
+                                 y=_floats([p[1] for p in points]),
                                  mode="lines", name=label, connectgaps=False))
     fig.update_yaxes(title="sentiment", range=SENTIMENT_RANGE, zeroline=True)
     return _base_layout(fig, title, revision="trend")
@@ -86,8 +98,8 @@ def session_sentiment(timeline: Sequence[Mapping[str, Any]],
     """A session's sentiment timeline, x = seconds since the session started."""
     if not timeline:
         return empty_figure("no seconds recorded for this session", title)
-    fig = go.Figure(go.Scatter(x=[row["t"] for row in timeline],
-                               y=[row["sentiment"] for row in timeline],
+    fig = go.Figure(go.Scatter(x=np.array([row["t"] for row in timeline]),
+                               y=_floats(row["sentiment"] for row in timeline),
                                mode="lines+markers", name="sentiment", connectgaps=False,
                                marker=dict(size=4)))
     fig.update_xaxes(title="seconds")
@@ -105,10 +117,11 @@ def emotion_area(timeline: Sequence[Mapping[str, Any]],
     with_faces = [row for row in timeline if row.get("faces")]
     if not with_faces:
         return empty_figure("no faces in this session", title)
-    seconds = [row["t"] for row in with_faces]
+    seconds = np.array([row["t"] for row in with_faces])
     fig = go.Figure()
     for emotion in EMOTIONS:
-        fig.add_trace(go.Scatter(x=seconds, y=[row["emotions"].get(emotion, 0.0) for row in with_faces],
+        fig.add_trace(go.Scatter(x=seconds, y=_floats(row["emotions"].get(emotion, 0.0)
+                                                      for row in with_faces),
                                  name=emotion, mode="lines", stackgroup="emotions",
                                  line=dict(width=0.5, color=EMOTION_COLORS[emotion])))
     fig.update_xaxes(title="seconds")
@@ -121,11 +134,11 @@ def people_timeline(timeline: Sequence[Mapping[str, Any]],
     """Faces detected and distinct tracks (people) in each second."""
     if not timeline:
         return empty_figure("no seconds recorded for this session", title)
-    seconds = [row["t"] for row in timeline]
+    seconds = np.array([row["t"] for row in timeline])
     fig = go.Figure([
-        go.Bar(x=seconds, y=[row["faces"] for row in timeline], name="faces",
+        go.Bar(x=seconds, y=_floats(row["faces"] for row in timeline), name="faces",
                marker_color="#9ecae1"),
-        go.Scatter(x=seconds, y=[row.get("people", 0) for row in timeline], name="people",
+        go.Scatter(x=seconds, y=_floats(row.get("people", 0) for row in timeline), name="people",
                    mode="lines", line=dict(color="#08519c")),
     ])
     fig.update_xaxes(title="seconds")

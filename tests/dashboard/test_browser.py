@@ -39,10 +39,13 @@ def text_of(driver, css: str) -> str:
 
 
 def plot_data(driver, graph_id: str) -> list[dict]:
-    """The traces plotly.js actually drew in a dcc.Graph."""
+    """The traces plotly.js actually drew in a dcc.Graph: its decoded _fullData, with typed
+    arrays as lists and NaN (a gap) as None."""
     return driver.execute_script(
         "const el = document.querySelector(`#${arguments[0]} .js-plotly-plot`);"
-        "return el && el.data ? el.data.map(t => ({name: t.name, x: t.x, y: t.y})) : [];",
+        "const plain = a => Array.from(a || [], v => Number.isNaN(v) ? null : v);"
+        "return el && el._fullData ? el._fullData.map("
+        "  t => ({name: t.name, x: plain(t.x), y: plain(t.y)})) : [];",
         graph_id)
 
 

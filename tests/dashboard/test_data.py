@@ -11,7 +11,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dashboard import data as data_module
 from dashboard.data import DashboardData, DataUnavailable, SessionFilter
 from moodstream.embedded import free_port
 from moodstream.redis_keys import RedisKeys
@@ -61,11 +60,20 @@ def test_trend_keeps_the_window_and_leaves_gaps(store):
     assert len(data.trend(data.cameras(), 900)["cam-a · live-a"]) == 120
 
 
-def test_trend_of_a_huge_session_reads_only_the_window(store, monkeypatch):
+def test_trend_matches_the_session_report_second_by_second(store):
     data, _, _ = store
-    full = data.trend(data.cameras(), 60)
-    monkeypatch.setattr(data_module, "FULL_READ_MAX_FIELDS", 0)  # force the ranged read
-    assert data.trend(data.cameras(), 60) == full
+    series = data.trend(data.cameras(), 900)["cam-b · live-b"]
+    timeline = data.report("live-b")["timeline"]
+    assert [y for _, y in series] == [row["sentiment"] for row in timeline]
+
+
+def test_trend_of_a_file_running_ahead_of_the_clock(store):
+    # A recorded file processed faster than real time has seconds "in the future":
+    # the last applied offset, not the wall clock, bounds the window.
+    data, _, _ = store
+    later = DashboardData(data.client, data.keys, clock=lambda: NOW - 30)
+    points = later.trend(later.cameras(), 60)["cam-b · live-b"]
+    assert len(points) == 60 and points[-1][0] > datetime.utcfromtimestamp(NOW - 30)
 
 
 def test_sessions_filters(store):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
+
 from moodstream import figures
 from moodstream.emotions import EMOTIONS
 
@@ -25,7 +27,9 @@ def test_sentiment_trend_one_line_per_series_with_gaps_kept():
     fig = figures.sentiment_trend({"cam-a · s1": list(zip(x, [0.5, None, -0.2])),
                                    "cam-b · s2": list(zip(x, [0.1, 0.2, 0.3]))})
     assert [t.name for t in fig.data] == ["cam-a · s1", "cam-b · s2"]
-    assert fig.data[0].y == (0.5, None, -0.2) and fig.data[0].connectgaps is False
+    np.testing.assert_array_equal(fig.data[0].y, [0.5, np.nan, -0.2])  # NaN: a gap
+    assert fig.data[0].connectgaps is False
+    assert fig.data[0].x[0] == np.datetime64("2026-01-01T12:00:00")
     assert tuple(fig.layout.yaxis.range) == figures.SENTIMENT_RANGE
 
 
@@ -54,13 +58,13 @@ def test_session_charts_follow_the_timeline():
                                       "emotion_totals": {"happy": 6.0, "neutral": 2.0}})
     assert set(charts) == {"sentiment", "emotions", "people", "distribution"}
     sentiment = charts["sentiment"].data[0]
-    assert sentiment.x == (0, 1, 2, 3, 4) and sentiment.y[2] is None
+    assert list(sentiment.x) == [0, 1, 2, 3, 4] and np.isnan(sentiment.y[2])
     area = charts["emotions"]
     assert {t.stackgroup for t in area.data} == {"emotions"} and len(area.data) == 7
     happy = next(t for t in area.data if t.name == "happy")
-    assert happy.x == (0, 1, 3, 4) and happy.y == (0.6,) * 4  # the faceless second is skipped
+    assert list(happy.x) == [0, 1, 3, 4] and list(happy.y) == [0.6] * 4  # faceless second skipped
     faces, people = charts["people"].data
-    assert faces.y == (2, 2, 0, 2, 2) and people.y == (2, 2, 0, 2, 2)
+    assert list(faces.y) == [2, 2, 0, 2, 2] and list(people.y) == [2, 2, 0, 2, 2]
     shares = dict(zip(charts["distribution"].data[0].x, charts["distribution"].data[0].y))
     assert shares["happy"] == 0.75 and shares["neutral"] == 0.25 and shares["sad"] == 0.0
 
