@@ -8,6 +8,7 @@ becomes part of a key.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -109,12 +110,12 @@ def utc(ts: float) -> datetime:
 
 
 def _guarded(method: Callable) -> Callable:
+    @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except redis.RedisError as exc:
             raise DataUnavailable(f"Redis unreachable ({type(exc).__name__})") from None
-    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
     return wrapper
 
 
