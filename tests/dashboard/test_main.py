@@ -64,6 +64,7 @@ def test_bad_configuration_is_one_line_exit_2(env_extra, args, needle):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # starts the whole app (Dash import) in a subprocess
 def test_port_in_use_is_one_line_exit_1(redis_server):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -74,6 +75,7 @@ def test_port_in_use_is_one_line_exit_1(redis_server):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # starts the whole app (Dash import) in a subprocess
 def test_serves_with_waitress_and_stops_cleanly_on_sigterm(redis_server):
     with dashboard_process(_env(REDIS_URL=redis_server.url)) as (url, proc):
         with urllib.request.urlopen(url + "/") as response:
@@ -87,6 +89,7 @@ def test_serves_with_waitress_and_stops_cleanly_on_sigterm(redis_server):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # starts the whole app (Dash import) in a subprocess
 def test_token_protects_every_route_over_http(redis_server):
     env = _env(REDIS_URL=redis_server.url, DASHBOARD_TOKEN="tok-abc")
     with dashboard_process(env) as (url, _proc):
