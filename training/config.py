@@ -32,6 +32,9 @@ class TrainConfig:
     dropout: float = 0.3
     weights: str = "none"  # transfer models: imagenet | none | path
     augment: dict = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
+    # Inference-only blur that maps sharp faces to the (blurred) training domain; see
+    # moodstream.model_layers.InferenceBlur. 0 for training data that is not blurred.
+    serve_blur: float = 0.0
     mixup: float = 0.0  # Beta(alpha, alpha) mixup strength; 0 disables
     label_smoothing: float = 0.0
     balance: str = "none"  # none | class_weights | oversample | undersample

@@ -106,6 +106,7 @@ def compile_model(cfg: TrainConfig) -> keras.Model:
     if cfg.precision != "float32":
         keras.mixed_precision.set_global_policy(cfg.precision)
     spec = ModelSpec(input_size=cfg.input_size, channels=cfg.channels, augment=cfg.augment,
+                     serve_blur=cfg.serve_blur,
                      weights=cfg.weights, width=cfg.width, dropout=cfg.dropout)
     model = build_model(cfg.model, spec)
     lr = cfg.stages[0][0] if cfg.schedule == "stages" else cfg.lr

