@@ -13,7 +13,6 @@ import uuid
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 
 from tests.conftest import REPO
 from tests.dashboard.conftest import CHROME_FLAGS, find_browser
@@ -46,9 +45,10 @@ def read_dashboard_url(proc: subprocess.Popen, deadline: float) -> str:
 
 
 def cameras_with_sentiment(driver) -> set[str]:
-    rows = driver.find_elements(By.CSS_SELECTOR, "#cameras-table tr")
-    return {cam for row in rows for cam in DEMO_CAMERAS
-            if cam in row.text and SENTIMENT.search(row.text)}
+    # One JS call: Dash remounts the table on every refresh, so element handles go stale.
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#cameras-table tr')).map(r => r.innerText)")
+    return {cam for text in rows for cam in DEMO_CAMERAS if cam in text and SENTIMENT.search(text)}
 
 
 def test_demo_shows_live_sentiment_for_two_cameras_then_stops_cleanly(tmp_path):
