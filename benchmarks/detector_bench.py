@@ -64,6 +64,7 @@ def encode(frames: list[np.ndarray]) -> list[bytes]:
 def run_stages(pipeline, jpegs: list[bytes], max_batch: int) -> dict:
     from detector.batching import FrameBatch
     from moodstream.schemas import FrameHeaders
+    pipeline.trackers = type(pipeline.trackers)()  # each run starts with fresh tracks
     batch, faces = FrameBatch(max_batch, 1e9), 0
     start = time.perf_counter()
     for seq, jpeg in enumerate(jpegs):
@@ -167,6 +168,8 @@ def run_kafka(clips: dict[str, list[bytes]], max_batch: int) -> dict:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
+            stats = [line for line in log.read_text().splitlines() if " stats " in line]
+            print("detector", stats[-1].split(" stats ", 1)[1] if stats else "(no stats)")
     return results
 
 
@@ -185,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40, help="frames per clip, evenly spaced")
     parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="in-process runs; best kept")
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args()
     from detector.__main__ import build_pipeline, check_config
@@ -196,9 +200,13 @@ def main() -> None:
     frames = {name: read_clip(name, args.frames) for name in CLIPS}
     jpegs = {name: encode(f) for name, f in frames.items()}
     rows = {}
-    for name in CLIPS:
-        rows[(name, "stages")] = run_stages(pipeline, jpegs[name], args.max_batch)
-        rows[(name, "peer")] = run_peer(peer, frames[name])
+    for name in CLIPS:  # interleaved, best of --repeats: the host is shared and noisy
+        runs = {"stages": [], "peer": []}
+        for _ in range(args.repeats):
+            runs["stages"].append(run_stages(pipeline, jpegs[name], args.max_batch))
+            runs["peer"].append(run_peer(peer, frames[name]))
+        for path, results in runs.items():
+            rows[(name, path)] = min(results, key=lambda r: r["seconds"])
     del pipeline, peer  # free the CPU-side models before the detector process starts
     if not args.skip_kafka:
         for name, row in run_kafka(jpegs, args.max_batch).items():
@@ -221,7 +229,8 @@ def report(rows: dict, frames: dict, args) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / "detector_bench.json"
     out.write_text(json.dumps({"rows": table, "frames_per_clip": args.frames, "max_batch": args.max_batch,
-                               "model": str(MODEL.name), "cpus": os.cpu_count(),
+                               "repeats": args.repeats, "model": str(MODEL.name),
+                               "cpus": os.cpu_count(),
                                "load_avg": os.getloadavg()}, indent=2))
     print(f"targets: stages >= 5x peer fps, kafka >= 3x; wrote {out}")
 

@@ -48,8 +48,9 @@ EYE_COUNTS = {
 def backends() -> dict:
     """name -> detector. `fer-haar` is the peer's detector with the peer's parameters."""
     return {
-        "yunet@640": YuNetDetector(0.6, 10, 640),
-        "yunet@960 (default)": YuNetDetector(0.6, 10, 960),
+        "yunet@512": YuNetDetector(0.6, 10, 512),
+        "yunet@640 (default)": YuNetDetector(0.6, 10, 640),
+        "yunet@960": YuNetDetector(0.6, 10, 960),
         "yunet@full": YuNetDetector(0.6, 10, 0),
         "haar@960": HaarDetector(min_face=20, downscale=960),
         "fer-haar (peer)": HaarDetector(min_face=50, downscale=0, cascade=fer_cascade_path()),

@@ -1,1 +1,20 @@
-"""The detector service: faces, batched emotion inference, tracking, privacy masks."""
+"""The detector service: faces, batched emotion inference, tracking, privacy masks.
+
+    python -m detector [--model models/emotion.keras] [--detector yunet|haar]
+                       [--max-batch N] [--max-wait-ms MS] [--min-face PX] [--confidence C]
+                       [--downscale W] [--cameras cameras.yaml] [--group-id detector]
+
+Reads `{prefix}.frames`, writes one DetectionMessage per frame to `{prefix}.detections`
+and poison frames to `{prefix}.deadletter`. Every flag also has an env form
+MOODSTREAM_DETECTOR_<FLAG> (e.g. MOODSTREAM_DETECTOR_MAX_BATCH). Run several processes
+with the same --group-id to share the frames partitions.
+
+Privacy masks: the cameras file (the one ingest reads) may give a camera `roi` polygons;
+for the detector these are EXCLUDED zones. Points are frame fractions or pixels:
+
+    cameras:
+      - id: till-1
+        url: rtsp://...
+        roi:
+          - [[0, 0], [0.4, 0], [0.4, 1], [0, 1]]   # staff side of the counter
+"""

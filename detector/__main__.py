@@ -20,7 +20,7 @@ from kafka.errors import KafkaError  # noqa: E402
 
 from detector.classifier import ModelError, resolve_serving  # noqa: E402
 from detector.faces import DetectorError  # noqa: E402
-from detector.settings import DetectorSettings  # noqa: E402
+from detector.settings import CPU_BATCH, GPU_BATCH, DetectorSettings  # noqa: E402
 from moodstream.clients import ServiceUnavailable  # noqa: E402
 from moodstream.settings import SettingsError  # noqa: E402
 
@@ -31,12 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m detector", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="emotion model (.keras/.tflite) or its .card.json "
                                    "(default models/emotion.keras, served as its card says)")
-    p.add_argument("--max-batch", type=int, help="most face crops per inference call (64)")
+    p.add_argument("--max-batch", type=int, help="most face crops per inference call "
+                                                 "(64 on CPU, 256 on GPU)")
     p.add_argument("--max-wait-ms", type=float, help="longest a frame waits for its batch (50)")
     p.add_argument("--detector", help="face detector backend: yunet (default) or haar")
     p.add_argument("--min-face", type=int, help="smallest face side in frame pixels (20)")
     p.add_argument("--confidence", type=float, help="face detector confidence 0..1 (0.6)")
-    p.add_argument("--downscale", type=int, help="detect on frames shrunk to this width, 0 = never (960)")
+    p.add_argument("--downscale", type=int, help="detect on frames shrunk to this width, 0 = never (640)")
     p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")
@@ -62,9 +63,10 @@ def build_pipeline(settings: DetectorSettings, detector, masks):
     from detector.pipeline import FramePipeline
     from detector.tracking import Trackers
     model = EmotionModel(settings.model)
-    model.warm_up((1, settings.max_batch))
+    max_batch = settings.max_batch or (GPU_BATCH if model.device.startswith("gpu") else CPU_BATCH)
+    model.warm_up((1, max_batch))
     trackers = Trackers(settings.track_iou, settings.track_max_age_s, settings.smoothing_alpha)
-    return FramePipeline(detector, model, trackers, masks, settings.max_batch,
+    return FramePipeline(detector, model, trackers, masks, max_batch,
                          settings.max_jpeg_bytes, settings.max_pixels,
                          settings.detector_id or f"{socket.gethostname()}:{os.getpid()}")
 
@@ -88,16 +90,16 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s detector %(levelname)s %(message)s")
         detector, masks = check_config(settings)
         from detector.service import DetectorService
-        service = DetectorService(settings, pipeline=None, stop=stop)
+        service = DetectorService(settings, stop=stop)
         # kafka-python logs every failed attempt; the one line below says it better.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
         service.connect()
         logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-        service.pipeline = build_pipeline(settings, detector, masks)
+        pipeline = build_pipeline(settings, detector, masks)
+        service.attach(pipeline)
         log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s",
-                 service.pipeline.model.path, service.pipeline.model.format,
-                 service.pipeline.model.device, settings.detector, settings.max_batch,
-                 settings.max_wait_ms, settings.group_id)
+                 pipeline.model.path, pipeline.model.format, pipeline.model.device,
+                 settings.detector, pipeline.max_batch, settings.max_wait_ms, settings.group_id)
         service.run()
         return 0
     except (SettingsError, ModelError, DetectorError) as exc:

@@ -87,7 +87,7 @@ class YuNetDetector:
     name = "yunet"
     geometry = CropGeometry(box_w_frac=0.81, box_h_frac=1.03)
 
-    def __init__(self, confidence: float = 0.6, min_face: int = 20, downscale: int = 960):
+    def __init__(self, confidence: float = 0.6, min_face: int = 20, downscale: int = 640):
         # yuface's bundled OpenMP spin-waits: with 2 threads on a busy 2-core host it ran
         # 5x slower than with one (527 vs 96 ms per 640x360 frame). Read once, at load.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -113,7 +113,7 @@ class HaarDetector:
     geometry = CropGeometry(box_w_frac=0.96, box_h_frac=0.96)
     CASCADE = "haarcascade_frontalface_default.xml"
 
-    def __init__(self, min_face: int = 20, downscale: int = 960, cascade: Path | None = None,
+    def __init__(self, min_face: int = 20, downscale: int = 640, cascade: Path | None = None,
                  scale_factor: float = 1.1, min_neighbors: int = 5):
         path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / self.CASCADE
         self._cascade = cv2.CascadeClassifier(str(path))
@@ -133,7 +133,7 @@ class HaarDetector:
 
 
 def build_detector(name: str, confidence: float = 0.6, min_face: int = 20,
-                   downscale: int = 960) -> FaceDetector:
+                   downscale: int = 640) -> FaceDetector:
     if name == "yunet":
         return YuNetDetector(confidence, min_face, downscale)
     if name == "haar":

@@ -42,12 +42,15 @@ class _FlushOnRevoke(ConsumerRebalanceListener):
 
 
 class DetectorService:
-    def __init__(self, settings: DetectorSettings, pipeline: FramePipeline,
+    def __init__(self, settings: DetectorSettings, pipeline: FramePipeline | None = None,
                  stop: threading.Event | None = None):
-        self.settings, self.pipeline = settings, pipeline
+        self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.stop = stop or threading.Event()
-        self.batch = FrameBatch(settings.max_batch, settings.max_wait_ms)
+        self.pipeline: FramePipeline | None = None
+        self.batch = FrameBatch(1, settings.max_wait_ms)
+        if pipeline is not None:
+            self.attach(pipeline)
         self.counters: Counter = Counter()
         self.assigned: list[int] = []
         self.consumer = self.producer = None
@@ -57,8 +60,16 @@ class DetectorService:
         ensure_topics(self.settings, self.topics)
         self.producer = kafka_producer(self.settings, client_id=f"moodstream-{self.settings.group_id}")
         self.consumer = kafka_consumer(self.settings, self.settings.group_id, [self.topics.frames],
-                                       max_poll_records=max(16, self.settings.max_batch))
+                                       max_poll_records=max(16, self.settings.max_batch or 64))
         self.consumer.subscribe([self.topics.frames], listener=_FlushOnRevoke(self))
+
+    def attach(self, pipeline: FramePipeline) -> None:
+        """The loaded pipeline (connect first, so a dead broker fails before the slow load)."""
+        self.pipeline = pipeline
+        self.batch = self._new_batch()
+
+    def _new_batch(self) -> FrameBatch:
+        return FrameBatch(self.pipeline.max_batch, self.settings.max_wait_ms)
 
     def run(self) -> None:
         """Until stop is set; the pending batch is flushed on the way out."""
@@ -67,6 +78,7 @@ class DetectorService:
             while not self.stop.is_set():
                 wait_ms = int(self.batch.wait_left_s() * 1000) if not self.batch.empty else 500
                 polled = self.consumer.poll(timeout_ms=max(1, wait_ms))
+                self.counters["polls_with_records"] += bool(polled)
                 for records in polled.values():
                     for record in records:
                         self.handle(record)
@@ -106,7 +118,7 @@ class DetectorService:
         batch = self.batch
         if batch.empty:
             return
-        self.batch = FrameBatch(self.settings.max_batch, self.settings.max_wait_ms)
+        self.batch = self._new_batch()
         classify_ms = self.pipeline.classify(batch.frames)
         for message in self.pipeline.messages(batch.frames, classify_ms):
             self.producer.send(self.topics.detections, key=message.camera_id.encode(),
@@ -114,6 +126,7 @@ class DetectorService:
             self.counters["frames"] += 1
             self.counters["faces"] += len(message.faces)
             self.counters["excluded_faces"] += message.excluded_faces
+        self.counters["flushes"] += 1
         if batch.crops:
             self.counters["inference_calls"] += 1
         self.producer.flush()
