@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from kafka import KafkaProducer
@@ -24,6 +25,10 @@ from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
+# A file frame whose delivery failed is sent again up to this often (a broker restarting
+# empty refuses records until its topics are back); then it counts as dropped.
+MAX_DELIVERY_ATTEMPTS = 10
+
 
 class PublishStats:
     """Delivery outcome hooks; the metrics layer implements them per camera."""
@@ -31,6 +36,18 @@ class PublishStats:
     def published(self, camera_id: str, latency_s: float) -> None: ...
 
     def dropped(self, camera_id: str, reason: str, count: int = 1) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Frame:
+    headers: FrameHeaders
+    jpeg: bytes
+    policy: DropPolicy
+    attempts: int = 1
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.headers.camera_id, self.headers.session_id
 
 
 class Publisher:
@@ -45,35 +62,53 @@ class Publisher:
         self._pending = 0
         self._acked: Counter[tuple[str, str]] = Counter()  # (camera, session) -> frames acked
         self._settled: Counter[tuple[str, str]] = Counter()  # acked or failed for good
+        self._failed: list[_Frame] = []  # WAIT frames to send again
         self._outage_logged = False
 
     def publish_frame(self, headers: FrameHeaders, jpeg: bytes, policy: DropPolicy) -> bool:
         """Hand one frame to the producer; False when it was dropped (already counted)."""
-        if not self._reserve(policy):
-            self.stats.dropped(headers.camera_id, "broker_buffer_full")
+        self._resend_failed()
+        return self._send(_Frame(headers, jpeg, policy), resend=False)
+
+    def _send(self, frame: _Frame, resend: bool) -> bool:
+        """Returns whether the producer took the frame; a resent frame that is dropped
+        settles its session's count, a new one never entered it."""
+        headers = frame.headers
+        if not self._reserve(frame.policy):
+            self._drop(frame, "broker_buffer_full", settles=resend)
             return False
         while True:
             sent_at = time.monotonic()
             try:
                 future = self.producer.send(self.topics.frames, key=headers.camera_id.encode(),
-                                            value=jpeg, headers=headers.to_kafka())
+                                            value=frame.jpeg, headers=headers.to_kafka())
                 break
             except KafkaError as exc:  # no topic metadata within max_block_ms: broker down
                 outage = isinstance(exc, KafkaTimeoutError)
                 if outage:
                     self._note_outage(exc)
-                if outage and policy is DropPolicy.WAIT and not self.stop.is_set():
+                if outage and frame.policy is DropPolicy.WAIT and not self.stop.is_set():
                     continue  # a file frame waits for the broker (send blocked max_block_ms)
                 self._release()
-                self.stats.dropped(headers.camera_id,
-                                   "broker_unavailable" if outage else "rejected")
+                self._drop(frame, "broker_unavailable" if outage else "rejected", settles=resend)
                 if not outage:
                     log.warning("camera %s: frame rejected: %s", headers.camera_id, exc)
                 return False
-        key = (headers.camera_id, headers.session_id)
-        future.add_callback(lambda _meta: self._on_ack(key, sent_at))
-        future.add_errback(lambda exc: self._on_error(key, exc))
+        future.add_callback(lambda _meta: self._on_ack(frame.key, sent_at))
+        future.add_errback(lambda exc: self._on_error(frame, exc))
         return True
+
+    def _resend_failed(self) -> None:
+        """Send again the WAIT frames whose delivery failed (e.g. a broker that came back
+        empty refuses them until the topics exist again). Runs on the caller's thread:
+        sending from the producer's own callback thread could deadlock it."""
+        with self._lock:
+            if not self._failed:
+                return
+            frames, self._failed = self._failed, []
+        self.stop.wait(0.2)  # the broker just refused them: give it a moment
+        for frame in frames:
+            self._send(frame, resend=True)
 
     def publish_control(self, event: ControlEvent, timeout_s: float = 10.0) -> bool:
         """Control events must not be lost: retry until acknowledged, stop, or timeout."""
@@ -95,13 +130,16 @@ class Publisher:
     def settle(self, camera_id: str, session_id: str, submitted: int, timeout_s: float) -> int:
         """Wait until every submitted frame of a session is acked or failed; returns acked."""
         key, deadline = (camera_id, session_id), time.monotonic() + timeout_s
-        if self.pending:
-            self.flush(timeout_s)
-        with self._lock:
-            # Callbacks run on the producer's thread, just after flush() returns.
-            while self._settled[key] < submitted and time.monotonic() < deadline:
-                self._lock.wait(0.05)
-            return self._acked[key]
+        while True:
+            self._resend_failed()
+            if self.pending:
+                self.flush(max(0.1, deadline - time.monotonic()))
+            with self._lock:
+                # Callbacks run on the producer's thread, just after flush() returns.
+                self._lock.wait_for(lambda: self._settled[key] >= submitted or self._failed,
+                                    timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+                if self._settled[key] >= submitted or time.monotonic() >= deadline:
+                    return self._acked[key]
 
     def flush(self, timeout_s: float) -> None:
         try:
@@ -141,13 +179,25 @@ class Publisher:
             log.info("broker reachable again; publishing resumed")
         self.stats.published(key[0], time.monotonic() - sent_at)
 
-    def _on_error(self, key: tuple[str, str], exc: Exception) -> None:
-        with self._lock:
-            self._settled[key] += 1
-        self._release()
-        log.debug("camera %s: frame not delivered: %r", key[0], exc)
+    def _on_error(self, frame: _Frame, exc: Exception) -> None:
+        log.debug("camera %s: frame not delivered: %r", frame.headers.camera_id, exc)
         self._note_outage(exc)
-        self.stats.dropped(key[0], "delivery_failed")
+        retry = (frame.policy is DropPolicy.WAIT and not self.stop.is_set()
+                 and frame.attempts < MAX_DELIVERY_ATTEMPTS)
+        with self._lock:
+            self._pending -= 1
+            if retry:
+                self._failed.append(replace(frame, attempts=frame.attempts + 1))
+            self._lock.notify_all()
+        if not retry:
+            self._drop(frame, "delivery_failed", settles=True)
+
+    def _drop(self, frame: _Frame, reason: str, settles: bool) -> None:
+        if settles:
+            with self._lock:
+                self._settled[frame.key] += 1
+                self._lock.notify_all()
+        self.stats.dropped(frame.headers.camera_id, reason)
 
     def _note_outage(self, exc: Exception) -> None:
         if not self._outage_logged:
