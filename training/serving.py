@@ -9,6 +9,7 @@ and are imported lazily so the rest of training never depends on it.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -78,8 +79,10 @@ class TFLitePredictor:
     def __init__(self, path: str | Path, threads: int | None = None):
         tf = _tf()
         try:
-            self.interpreter = tf.lite.Interpreter(model_path=str(path),
-                                                   num_threads=threads or os.cpu_count() or 1)
+            with warnings.catch_warnings():  # tf.lite's "moving to ai-edge-litert" notice
+                warnings.simplefilter("ignore", UserWarning)
+                self.interpreter = tf.lite.Interpreter(model_path=str(path),
+                                                       num_threads=threads or os.cpu_count() or 1)
         except (ValueError, RuntimeError) as exc:
             raise ServingError(f"cannot load TFLite model {path}: {exc}") from None
         self._input = self.interpreter.get_input_details()[0]
