@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--camera-id", help="camera id (default cam1)")
     p.add_argument("--session-id", help="explicit session id (default: automatic per camera)")
     p.add_argument("--config", help="camera config file (.yaml/.yml/.toml) listing many cameras")
-    p.add_argument("--fps", type=float, help="target frames per second, 0 = every frame")
+    p.add_argument("--fps", type=float, help="target frames per second, 0 = every frame (default 5)")
     p.add_argument("--mode", choices=["realtime", "fast"], help="file pacing (default realtime)")
     p.add_argument("--loop", action="store_true", default=None, help="replay files forever")
     p.add_argument("--max-width", type=int, help="downscale wider frames (default 1280)")

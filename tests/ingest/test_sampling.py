@@ -6,11 +6,10 @@ import random
 import threading
 import time
 
-from ingest.config import SessionPolicy
+from ingest.config import CameraConfig, SessionPolicy
 from ingest.sampling import SENTINEL, DropPolicy, FrameQueue, FrameSampler, RealtimePacer
 from ingest.sessions import SessionTracker, automatic_id
 from ingest.source import Backoff, FrameReader, is_live
-from ingest.config import CameraConfig
 from moodstream.schemas import valid_id
 
 
