@@ -72,7 +72,14 @@ def is_live(url: str) -> bool:
 
 
 def check_file(url: str) -> str | None:
-    """Why a file source cannot be used, or None; live sources are not checked here."""
+    """Why a file or webcam cannot be used at all, or None. Network sources are not
+    checked: a camera that is down at start-up is retried like one that drops later."""
+    if url.isdigit():
+        capture = cv2.VideoCapture(int(url))
+        try:
+            return None if capture.isOpened() else f"cannot open webcam {url}"
+        finally:
+            capture.release()
     if is_live(url):
         return None
     path = Path(url)

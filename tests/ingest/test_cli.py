@@ -150,3 +150,10 @@ def test_metrics_port_in_use_is_one_line_exit_2(stack_env):
                             str(port))
     assert result.returncode == 2
     assert_one_clean_line(result.stderr, f"cannot serve metrics on 127.0.0.1:{port}")
+
+
+def test_missing_webcam_is_one_line_exit_2():
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    result = run_ingest(env, "--source", "63")  # /dev/video63: no such device here
+    assert result.returncode == 2
+    assert_one_clean_line(result.stderr, "cannot open webcam 63")
