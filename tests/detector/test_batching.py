@@ -79,3 +79,32 @@ def test_poison_frames_are_named(yunet, emotion_model, payload, headers, reason)
     pipeline = FramePipeline(yunet, emotion_model, Trackers(), max_jpeg_bytes=1024)
     with pytest.raises(PoisonFrame, match=reason):
         pipeline.prepare(payload, headers)
+
+
+def test_a_frame_that_breaks_the_detector_is_dead_lettered_not_fatal(yunet, emotion_model):
+    from detector.service import DetectorService
+    from detector.settings import DetectorSettings
+
+    class Broken:
+        name, geometry = "broken", yunet.geometry
+
+        def detect(self, frame):
+            raise RuntimeError("backend failure")
+
+    class Record:
+        topic, partition, offset, key = "t.frames", 0, 41, b"c"
+        value = jpeg(clip_frames("single_face_smile.mp4", 4)[0])
+        headers = FrameHeaders("c", "s", 0, 0.0, 0.0).to_kafka()
+
+    sent = []
+
+    class Producer:
+        def send(self, topic, **kwargs):
+            sent.append((topic, dict(kwargs["headers"])["reason"]))
+
+    service = DetectorService(DetectorSettings.load(),
+                              FramePipeline(Broken(), emotion_model, Trackers()))
+    service.producer = Producer()
+    service.handle(Record())
+    assert sent == [("moodstream.deadletter", b"processing error: RuntimeError: backend failure")]
+    assert service.batch.offsets == {("t.frames", 0): 42} and service.counters["deadletter"] == 1
