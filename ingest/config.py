@@ -9,13 +9,15 @@ from pathlib import Path
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from moodstream.schemas import valid_id
 from moodstream.settings import CommonSettings, SettingsError
 
 
 def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, f"MOODSTREAM_INGEST_{name.upper()}")
+    # Prefixed only: a stray SOURCE or FPS in the shell must not configure ingest.
+    return AliasChoices(f"MOODSTREAM_INGEST_{name.upper()}")
 
 
 class PacingMode(str, Enum):
@@ -76,6 +78,11 @@ class CameraConfig(BaseModel):
 
 class IngestSettings(CommonSettings):
     """Settings of one ingest process; per-camera values are defaults for the CLI camera."""
+
+    # The prefix also covers lookups by field name, so a stray FPS or MODE in the shell is
+    # ignored; only MOODSTREAM_INGEST_FPS etc. (and the common names) count.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True,
+                                      env_prefix="MOODSTREAM_INGEST_")
 
     source: str | None = Field(None, validation_alias=_env("source"))
     camera_id: str = Field("cam1", validation_alias=_env("camera_id"))

@@ -106,3 +106,13 @@ def test_shipped_example_config_parses():
     assert (entrance.session.gap_s, entrance.session.every_s, len(entrance.roi)) == (30, 3600, 1)
     assert (desk.url, desk.fps, call.mode, call.session.id) == ("0", 10, PacingMode.FAST, "call-0042")
     assert call.session.every_s == 3600  # nested defaults merge, not replace
+
+
+def test_only_prefixed_environment_configures_ingest(monkeypatch):
+    monkeypatch.setenv("FPS", "9")
+    monkeypatch.setenv("MODE", "fast")
+    monkeypatch.setenv("MOODSTREAM_INGEST_STALL_TIMEOUT_S", "3")
+    monkeypatch.setenv("MOODSTREAM_INGEST_LOOP", "true")
+    s = settings(source="a.mp4")
+    assert (s.fps, s.mode, s.stall_timeout_s, s.loop) == (5.0, PacingMode.REALTIME, 3.0, True)
+    assert settings(source="a.mp4", fps=2).fps == 2  # CLI wins over env
