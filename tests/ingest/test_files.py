@@ -28,7 +28,7 @@ def test_realtime_file_is_paced_by_media_time(kafka_server, unique_prefix, fps, 
     assert (counts.read, len(got.frames), counts.dropped_total) == (72, expected, 0)
     last_offset = max(h.offset_s for _, h, _ in got.frames)
     # Frames leave at their media times: the first-to-last spread matches the clip.
-    assert last_offset - 0.15 <= span_s <= last_offset + 0.5, (span_s, last_offset)
+    assert last_offset - 0.15 <= span_s <= last_offset + 1.0, (span_s, last_offset)
     assert got.ends()[0].frames_published == expected
 
 
@@ -37,7 +37,7 @@ def test_fast_file_samples_the_same_frames_without_waiting(kafka_server, unique_
     assert (counts.read, len(got.frames), counts.dropped_total) == (72, 24, 0)
     offsets = sorted(h.offset_s for _, h, _ in got.frames)
     assert offsets == pytest.approx([i / 10 for i in range(24)], abs=0.02)
-    assert span_s < 1.2  # real time would take 2.3 s
+    assert span_s < 1.5  # real time would take 2.3 s
 
 
 def test_two_file_cameras_in_one_process_each_get_a_session(kafka_server, unique_prefix):
