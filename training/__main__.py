@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--val", help="validation folder or CSV (default: stratified holdout)")
     t.add_argument("--model", help="registry name, e.g. moodnet, dcnn, mini_xception")
     t.add_argument("--epochs", type=int)
+    t.add_argument("--weights", help="transfer models: imagenet, none (offline) or a weights file")
     t.add_argument("--run-dir")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (JSON for lists/dicts)")
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--name", default="emotion", help="file stem (default: emotion)")
     x.add_argument("--val", help="validation data (default: the run's validation data)")
     x.add_argument("--calibration-data", help="training data for int8 calibration (default: the run's)")
+    x.add_argument("--blur-sigmas", default="auto",
+                   help="serving-blur sigmas to try on val (comma list), 'auto' (default set) or "
+                        "'keep' (ship the trained sigma); only for models with a serve_blur layer")
     return p
 
 
@@ -52,8 +56,20 @@ def _evaluate(args) -> None:
 
 def _export(args) -> None:
     from training.export import export
+    from training.config import ConfigError
+    from training.tune import DEFAULT_SIGMAS
+    if args.blur_sigmas == "auto":
+        sigmas = DEFAULT_SIGMAS
+    elif args.blur_sigmas == "keep":
+        sigmas = None
+    else:
+        try:
+            sigmas = tuple(float(v) for v in args.blur_sigmas.split(","))
+        except ValueError:
+            raise ConfigError(f"--blur-sigmas {args.blur_sigmas!r}: expected auto, keep or numbers "
+                              "like 0,2.5,3") from None
     card = export(run=args.run, model=args.model, out=args.out, name=args.name, val=args.val,
-                  calibration_data=args.calibration_data)
+                  calibration_data=args.calibration_data, blur_sigmas=sigmas)
     serving = json.loads(card.read_text())["serving"]
     print(f"model card {card}; serving {serving['format']} {serving['path']} ({serving['variant']})")
 
@@ -70,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             from training.train import train
             cfg = build_config(args.config, args.set, data=args.data, val=args.val, model=args.model,
-                               epochs=args.epochs, run_dir=args.run_dir)
+                               epochs=args.epochs, run_dir=args.run_dir, weights=args.weights)
             run = train(cfg)
             print(f"run written to {run}")
         elif args.command == "evaluate":

@@ -26,6 +26,7 @@ from training import data as data_mod
 from training.evaluate import evaluate_arrays
 from training.serving import (KerasPredictor, ServingError, TFLitePredictor, inference_model,
                               load_keras)
+from training.tune import DEFAULT_SIGMAS, tune_blur
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,8 @@ def _load_eval_sets(meta: dict, val_source: str | None, calib_source: str | None
 
 
 def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candidate], tta: dict,
-               plain: dict, meta: dict, input_shape: tuple, val_source: str, has_h5: bool) -> Path:
+               plain: dict, meta: dict, input_shape: tuple, val_source: str, has_h5: bool,
+               blur: dict | None = None) -> Path:
     cfg = meta.get("config", {})
     trained_at = meta.get("finished_at") or meta.get("checkpoint_modified")
     card = {
@@ -258,7 +260,7 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
                                     "for little extra throughput on a small CPU",
                     "chosen_by": f"fastest at batch {SPEED_BATCH} within "
                                  f"{ACCURACY_TOLERANCE * 100:.1f} pt of the float32 model",
-                    "candidates": [c.row() for c in candidates]},
+                    "candidates": [c.row() for c in candidates], "inference_blur": blur},
         "metrics": {"val_accuracy": plain["accuracy"], "val_accuracy_tta": tta["accuracy"],
                     "val_n": plain["n"], "val_data": val_source,
                     "val_fingerprint": meta.get("val_fingerprint"),
@@ -280,7 +282,7 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
 
 def export(run: str | None = None, model: str | None = None, out: str | Path = "models",
            name: str = "emotion", val: str | None = None, calibration_data: str | None = None,
-           speed_seconds: float = 2.0) -> Path:
+           speed_seconds: float = 2.0, blur_sigmas: tuple[float, ...] | None = DEFAULT_SIGMAS) -> Path:
     """Write <name>.keras/.h5/serving artefact/card.json into `out`; returns the card path."""
     source = resolve_model(run, model)
     meta = run_metadata(source)
@@ -289,6 +291,9 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
     net = inference_model(load_keras(source))
     shape = tuple(int(d) for d in net.input_shape[1:])
     val_set, calibration = _load_eval_sets(meta, val, calibration_data, shape[0], shape[2])
+    blur = None
+    if blur_sigmas:  # None / empty: keep the trained serving blur as it is
+        net, blur = tune_blur(net, val_set.x, val_set.y, blur_sigmas)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
@@ -310,7 +315,7 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
     tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
     val_source = val or meta.get("config", {}).get("val", "")
     card = write_card(out, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
-                      h5 is not None)
+                      h5 is not None, blur)
     log.info("serving %s (%s): val accuracy %.4f, with TTA %.4f", final, chosen.variant,
              plain["accuracy"], tta["accuracy"])
     return card

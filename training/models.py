@@ -7,6 +7,7 @@ inside the model, so the detector feeds exactly what training fed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,7 +15,10 @@ import keras
 from keras import layers
 
 from moodstream.emotions import EMOTIONS
+
 from moodstream.model_layers import InferenceBlur
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -208,13 +212,26 @@ def _imagenet_weights(spec: ModelSpec):
     return None if spec.weights in ("none", "", None) else spec.weights
 
 
+def _backbone(factory, spec: ModelSpec) -> keras.Model:
+    """An ImageNet backbone with the requested weights, or random ones if they cannot be fetched."""
+    shape = (spec.input_size, spec.input_size, 3)
+    weights = _imagenet_weights(spec)
+    try:
+        return factory(include_top=False, weights=weights, input_shape=shape)
+    except Exception as exc:  # keras' get_file raises a bare Exception when offline
+        if weights is None:
+            raise
+        log.warning("cannot load %s weights (%s); training from scratch (weights=none)",
+                    weights, str(exc).splitlines()[0][:200])
+        return factory(include_top=False, weights=None, input_shape=shape)
+
+
 @register("resnet50v2")
 def resnet50v2(spec: ModelSpec) -> keras.Model:
     """Seed DeepFER: ResNet50V2 with its dropout/BN/flatten/dense-64 head."""
     inputs, x = _transfer_input(spec)
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
-    base = keras.applications.ResNet50V2(include_top=False, weights=_imagenet_weights(spec),
-                                         input_shape=(spec.input_size, spec.input_size, 3))
+    base = _backbone(keras.applications.ResNet50V2, spec)
     x = base(x)
     x = layers.Dropout(0.25)(x)
     x = layers.BatchNormalization()(x)
@@ -229,8 +246,7 @@ def resnet50v2(spec: ModelSpec) -> keras.Model:
 def efficientnetb0(spec: ModelSpec) -> keras.Model:
     """Seed 004: EfficientNetB0 with GAP, Dense 512/256 + BN + dropout."""
     inputs, x = _transfer_input(spec)  # EfficientNet rescales [0, 255] itself
-    base = keras.applications.EfficientNetB0(include_top=False, weights=_imagenet_weights(spec),
-                                             input_shape=(spec.input_size, spec.input_size, 3))
+    base = _backbone(keras.applications.EfficientNetB0, spec)
     x = base(x)
     x = layers.GlobalAveragePooling2D()(x)
     for units, drop in ((512, 0.4), (256, 0.3)):
