@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ class CameraCounts:
     dropped: Counter = field(default_factory=Counter)  # reason -> frames
     reconnects: int = 0
     state: SourceState | None = None
+    last_read_mono: float | None = None  # when the source last gave a frame
 
     @property
     def dropped_total(self) -> int:
@@ -60,7 +62,9 @@ class IngestMetrics(PublishStats):
             return self.cameras.setdefault(camera_id, CameraCounts())
 
     def read(self, camera_id: str) -> None:
-        self.counts(camera_id).read += 1
+        counts = self.counts(camera_id)
+        counts.read += 1
+        counts.last_read_mono = time.monotonic()
         self._read.labels(camera_id).inc()
 
     def published(self, camera_id: str, latency_s: float) -> None:
@@ -83,11 +87,16 @@ class IngestMetrics(PublishStats):
 
     def health(self) -> tuple[bool, dict]:
         """Healthy while at least one camera is not failed (or none configured yet)."""
+        now = time.monotonic()
         with self._lock:
             states = {cam: (c.state.value if c.state else "starting")
                       for cam, c in self.cameras.items()}
+            # A hung source shows here as a growing age while its state stays "streaming".
+            ages = {cam: round(now - c.last_read_mono, 3) if c.last_read_mono else None
+                    for cam, c in self.cameras.items()}
         healthy = not states or any(s != SourceState.FAILED.value for s in states.values())
-        return healthy, {"status": "ok" if healthy else "failed", "cameras": states}
+        return healthy, {"status": "ok" if healthy else "failed", "cameras": states,
+                         "last_frame_age_s": ages}
 
 
 class MetricsServer:

@@ -59,7 +59,9 @@ def test_mjpeg_camera_killed_mid_stream_reconnects_and_resumes(kafka_server, uni
             assert f'ingest_reconnects_total{{camera="http-cam"}} {counts.reconnects}.0' in text
             assert 'ingest_publish_latency_seconds_count{camera="http-cam"}' in text
             status, body = get(f"http://127.0.0.1:{metrics_port}/healthz")
-            assert (status, json.loads(body)["cameras"]) == (200, {"http-cam": "streaming"})
+            health = json.loads(body)
+            assert (status, health["cameras"]) == (200, {"http-cam": "streaming"})
+            assert 0 <= health["last_frame_age_s"]["http-cam"] < 1.0
     finally:
         camera.stop()
     states = ingest.metrics.states("http-cam")
