@@ -43,9 +43,9 @@ class CropGeometry:
     Measured by running each backend on FER2013 validation faces (upscaled 4x and padded):
     the median box covers `box_w_frac` of the crop's width and `box_h_frac` of its height.
     So the crop side that matches training is w / box_w_frac (and h / box_h_frac).
-    Checked with a FER-trained classifier (fer's): on 581 such faces it scored 0.647 with
-    this side, 0.628 / 0.637 with 0.9x / 1.1x, 0.592 / 0.604 with 0.8x / 1.25x
-    (`benchmarks/face_detectors.py --crop-margin`).
+    Checked with a FER-trained classifier (fer's) on ~575 such faces, two samples
+    (`benchmarks/face_detectors.py --crop-margin`): this side scored 0.647 / 0.643, within
+    noise of 0.9x and 1.1x (0.628-0.646), clearly above 0.8x and 1.25x (0.592-0.630).
     """
 
     box_w_frac: float
