@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SOURCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast browser-deps bench clean
+.PHONY: venv demo test test-fast test-deps bench clean
 
 venv: $(STAMP)
 
@@ -24,10 +24,10 @@ $(STAMP): requirements.lock pyproject.toml
 demo: venv
 	$(BIN)/moodstream demo $(if $(SOURCE),--source '$(SOURCE)',)
 
-browser-deps:
-	@sh scripts/ensure_chromium.sh
+test-deps:
+	@sh scripts/ensure_test_deps.sh
 
-test: venv browser-deps
+test: venv test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

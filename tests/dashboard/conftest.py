@@ -24,12 +24,12 @@ CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 
 
 def find_browser() -> tuple[str, str]:
-    """Debian chromium + chromedriver from PATH, else from .cache/chromium (ensure_chromium.sh)."""
+    """Debian chromium + chromedriver from PATH, else from .cache/chromium (ensure_test_deps.sh)."""
     local = REPO / ".cache" / "chromium" / "usr" / "bin"
     chromium = shutil.which("chromium") or str(local / "chromium")
     driver = shutil.which("chromedriver") or str(local / "chromedriver")
     if not (os.access(chromium, os.X_OK) and os.access(driver, os.X_OK)):
-        pytest.fail("headless Chromium missing: run `sh scripts/ensure_chromium.sh`")
+        pytest.fail("headless Chromium missing: run `sh scripts/ensure_test_deps.sh`")
     return chromium, driver
 
 
