@@ -37,3 +37,16 @@ def test_models_without_blur_are_left_alone():
     x, y = synthetic_faces(per_class=1)
     same, report = tune_blur(model, x, y)
     assert same is model and report is None
+
+
+def test_matmul_blur_equals_the_blur_layer():
+    import keras
+    from training.tune import matmul_blur
+    model = inference_model(build_model("moodnet", ModelSpec(width=0.25, serve_blur=3.0, augment=None)))
+    fast = matmul_blur(model)
+    assert blur_sigma(fast) is None  # built-in layers only: loads without moodstream's custom layer
+    faces = np.random.default_rng(2).integers(0, 256, (4, 48, 48, 1)).astype("float32")
+    blurred = keras.Model(model.input, model.get_layer("serve_blur").output)(faces)
+    same = keras.Model(fast.input, fast.get_layer("serve_blur").output)(faces)
+    np.testing.assert_allclose(np.asarray(same), np.asarray(blurred), atol=2e-4)
+    np.testing.assert_allclose(np.asarray(fast(faces)), np.asarray(model(faces)), atol=1e-5)
