@@ -47,3 +47,26 @@ def test_iou():
     assert iou(FaceBox(0, 0, 10, 10, 1), FaceBox(0, 0, 10, 10, 1)) == 1.0
     assert iou(FaceBox(0, 0, 10, 10, 1), FaceBox(5, 0, 10, 10, 1)) == 50 / 150
     assert iou(FaceBox(0, 0, 10, 10, 1), FaceBox(20, 20, 5, 5, 1)) == 0.0
+
+
+def test_a_fast_mover_keeps_its_track_through_low_overlap():
+    tracker = CameraTracker()
+    ids = [tracker.assign("s", i * 0.04, [FaceBox(190 + 26 * i, 470, 62, 86, 1.0)])[0].track_id
+           for i in range(12)]  # 26 px per frame at 60 px wide: IoU with the last box ~0.4..0.3
+    jump = tracker.assign("s", 0.48, [FaceBox(190 + 26 * 12 + 10, 470, 62, 86, 1.0)])[0]
+    assert set(ids) == {1} and jump.track_id == 1
+
+
+def test_a_far_away_face_of_another_size_is_a_new_track():
+    tracker = CameraTracker()
+    tracker.assign("s", 0.0, [FaceBox(100, 100, 60, 80, 1.0)])
+    assert tracker.assign("s", 0.04, [FaceBox(400, 100, 60, 80, 1.0)])[0].track_id == 2
+    assert tracker.assign("s", 0.08, [FaceBox(405, 100, 200, 260, 1.0)])[0].track_id == 3
+
+
+def test_the_centre_fallback_ranks_below_any_overlap():
+    from detector.tracking import affinity
+    a = FaceBox(0, 0, 60, 80, 1.0)
+    assert affinity(a, FaceBox(0, 0, 60, 80, 1.0), 0.3, 1.0) == 1.0
+    near = affinity(a, FaceBox(40, 0, 60, 80, 1.0), 0.3, 1.0)
+    assert 0.0 < near < 0.3 and affinity(a, FaceBox(300, 0, 60, 80, 1.0), 0.3, 1.0) == 0.0
