@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")
     p.add_argument("--detector-id", help="name in each detection (default host:pid)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here (0 = off)")
     return p
 
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
         pipeline = build_pipeline(settings, detector, masks)
         service.attach(pipeline)
+        service.metrics.serve(settings.metrics_port, settings.metrics_host)
         log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s",
                  pipeline.model.path, pipeline.model.format, pipeline.model.device,
                  settings.detector, pipeline.max_batch, settings.max_wait_ms, settings.group_id)

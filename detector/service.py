@@ -18,6 +18,7 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from detector.batching import FrameBatch
+from detector.metrics import DetectorMetrics
 from detector.pipeline import FramePipeline, PoisonFrame
 from detector.settings import DetectorSettings
 from moodstream.clients import ensure_topics, kafka_consumer, kafka_producer
@@ -52,6 +53,7 @@ class DetectorService:
         if pipeline is not None:
             self.attach(pipeline)
         self.counters: Counter = Counter()
+        self.metrics = DetectorMetrics()
         self.assigned: list[int] = []
         self.consumer = self.producer = None
 
@@ -109,8 +111,10 @@ class DetectorService:
             self.flush()
 
     def dead_letter(self, record, reason: str) -> None:
+        kind = reason.split(":")[0]
         self.counters["deadletter"] += 1
-        self.counters[f"deadletter:{reason.split(':')[0]}"] += 1
+        self.counters[f"deadletter:{kind}"] += 1
+        self.metrics.deadletters.labels(kind).inc()
         log.warning("dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         headers = [(k, v) for k, v in (record.headers or []) if k not in ("reason", "source_topic")]
         headers += [("reason", reason.encode()), ("source_topic", record.topic.encode())]
@@ -130,9 +134,11 @@ class DetectorService:
             self.counters["frames"] += 1
             self.counters["faces"] += len(message.faces)
             self.counters["excluded_faces"] += message.excluded_faces
+            self.metrics.observe(message)
         self.counters["flushes"] += 1
         if batch.crops:
             self.counters["inference_calls"] += 1
+            self.metrics.inference_calls.inc()
         self.producer.flush()
         self.commit(batch.offsets)
 
@@ -152,6 +158,7 @@ class DetectorService:
         log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(self.counters.items())))
 
     def close(self) -> None:
+        self.metrics.close()
         for client in (self.consumer, self.producer):
             if client is not None:
                 try:

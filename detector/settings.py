@@ -45,3 +45,5 @@ class DetectorSettings(CommonSettings):
     max_jpeg_bytes: int = Field(8 * 1024 * 1024, ge=1024, validation_alias=_env("max_jpeg_bytes"))
     max_pixels: int = Field(4096 * 4096, ge=64 * 64, validation_alias=_env("max_pixels"))
     detector_id: str = Field("", validation_alias=_env("detector_id"))
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("metrics_port"))  # 0 = off
+    metrics_host: str = Field("127.0.0.1", validation_alias=_env("metrics_host"))

@@ -108,3 +108,49 @@ def test_a_frame_that_breaks_the_detector_is_dead_lettered_not_fatal(yunet, emot
     service.handle(Record())
     assert sent == [("moodstream.deadletter", b"processing error: RuntimeError: backend failure")]
     assert service.batch.offsets == {("t.frames", 0): 42} and service.counters["deadletter"] == 1
+
+
+def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
+    import urllib.request
+
+    from detector.service import DetectorService
+    from detector.settings import DetectorSettings
+    from moodstream.embedded import free_port
+
+    sent = []
+
+    class Producer:
+        def send(self, topic, **kwargs):
+            sent.append(topic)
+
+        def flush(self):
+            pass
+
+    class Consumer:
+        def commit(self, offsets):
+            sent.append(("commit", sorted(offsets.values())[0].offset))
+
+    class Record:
+        topic, partition, offset, key = "t.frames", 0, 5, b"c"
+        value = jpeg(clip_frames("single_face_smile.mp4", 4)[0])
+        headers = FrameHeaders("c", "s", 0, 0.0, 0.0).to_kafka()
+
+    class Empty(Record):
+        offset, value = 6, b""
+
+    service = DetectorService(DetectorSettings.load(), FramePipeline(yunet, emotion_model, Trackers()))
+    service.producer, service.consumer = Producer(), Consumer()
+    port = free_port()
+    service.metrics.serve(port, "127.0.0.1")
+    try:
+        service.handle(Record())
+        service.handle(Empty())
+        service.flush()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        service.metrics.close()
+    assert sent == ["moodstream.deadletter", "moodstream.detections", ("commit", 7)]
+    assert 'detector_frames_total{camera="c"} 1.0' in text
+    assert 'detector_faces_total{camera="c"} 1.0' in text
+    assert 'detector_deadletters_total{reason="empty frame"} 1.0' in text
+    assert "detector_inference_calls_total 1.0" in text

@@ -1,0 +1,44 @@
+"""Detector counters and stage timings for Prometheus (GET /metrics when a port is given)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from moodstream.schemas import DetectionMessage
+
+_MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000)
+
+
+class DetectorMetrics:
+    """One registry per service object (not the global one), so tests can build several."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames = Counter("detector_frames", "Frames with a detection produced", ["camera"], registry=r)
+        self.faces = Counter("detector_faces", "Faces classified", ["camera"], registry=r)
+        self.excluded = Counter("detector_excluded_faces", "Faces dropped by ROI masks", ["camera"],
+                                registry=r)
+        self.deadletters = Counter("detector_deadletters", "Frames sent to the dead-letter topic",
+                                   ["reason"], registry=r)
+        self.inference_calls = Counter("detector_inference_calls", "Batched emotion model calls",
+                                       registry=r)
+        self.stage_ms = Histogram("detector_stage_ms", "Per-frame stage time (ms)", ["stage"],
+                                  buckets=_MS_BUCKETS, registry=r)
+        self._server = None
+
+    def observe(self, message: DetectionMessage) -> None:
+        self.frames.labels(message.camera_id).inc()
+        self.faces.labels(message.camera_id).inc(len(message.faces))
+        self.excluded.labels(message.camera_id).inc(message.excluded_faces)
+        for stage in ("decode_ms", "detect_ms", "classify_ms", "e2e_ms"):
+            self.stage_ms.labels(stage[:-3]).observe(getattr(message.timing, stage))
+
+    def serve(self, port: int, host: str) -> None:
+        if port:
+            self._server, _ = start_http_server(port, host, registry=self.registry)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
