@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 
 from detector.batching import FrameBatch
@@ -118,8 +118,15 @@ class DetectorService:
         log.warning("dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
         headers = [(k, v) for k, v in (record.headers or []) if k not in ("reason", "source_topic")]
         headers += [("reason", reason.encode()), ("source_topic", record.topic.encode())]
-        self.producer.send(self.topics.deadletter, key=record.key, value=record.value or b"",
-                           headers=headers)
+        try:
+            self.producer.send(self.topics.deadletter, key=record.key, value=record.value or b"",
+                               headers=headers)
+        except MessageSizeTooLargeError:
+            # Bigger than our producer may send: keep the evidence, not the bytes, rather
+            # than fail on this record forever.
+            size = str(len(record.value or b"")).encode()
+            self.producer.send(self.topics.deadletter, key=record.key, value=b"",
+                               headers=headers + [("value_dropped_bytes", size)])
 
     def flush(self) -> None:
         """Classify the batch, produce its detections, flush, then commit its offsets."""

@@ -154,3 +154,28 @@ def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
     assert 'detector_faces_total{camera="c"} 1.0' in text
     assert 'detector_deadletters_total{reason="empty frame"} 1.0' in text
     assert "detector_inference_calls_total 1.0" in text
+
+
+def test_a_dead_letter_too_big_to_forward_keeps_its_headers_not_its_bytes(yunet, emotion_model):
+    from kafka.errors import MessageSizeTooLargeError
+
+    from detector.service import DetectorService
+    from detector.settings import DetectorSettings
+
+    sent = []
+
+    class Producer:
+        def send(self, topic, value, **kwargs):
+            if len(value) > 100:
+                raise MessageSizeTooLargeError("too big")
+            sent.append((value, dict(kwargs["headers"])))
+
+    class Record:
+        topic, partition, offset, key, headers = "t.frames", 0, 0, b"c", []
+        value = b"x" * 2048
+
+    service = DetectorService(DetectorSettings.load(), FramePipeline(yunet, emotion_model, Trackers()))
+    service.producer = Producer()
+    service.handle(Record())
+    assert sent[0][0] == b"" and sent[0][1]["value_dropped_bytes"] == b"2048"
+    assert sent[0][1]["reason"].startswith(b"missing frame header")
