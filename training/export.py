@@ -213,13 +213,18 @@ def measure(candidates: list[Candidate], model, val: data_mod.Dataset, seconds: 
                  SPEED_BATCH, cand.size_bytes)
 
 
+def reference_accuracy(candidates: list[Candidate]) -> float:
+    """Accuracy of the float32 Keras model, the yardstick every candidate is held to."""
+    return next(c for c in candidates if c.variant == "xla").accuracy
+
+
 def choose(candidates: list[Candidate]) -> Candidate:
     """Cheapest candidate (faces per CPU-second) within ACCURACY_TOLERANCE of the float32 model.
 
     CPU time per face rather than wall-clock speed: on a machine shared with training
     jobs, wall-clock rates swing with other load, the cost of a face does not.
     """
-    reference = next(c for c in candidates if c.variant == "xla").accuracy
+    reference = reference_accuracy(candidates)
     eligible = [c for c in candidates if c.accuracy >= reference - ACCURACY_TOLERANCE]
     return max(eligible, key=lambda c: c.faces_per_cpu_s)
 
@@ -272,6 +277,7 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
                                  f"{ACCURACY_TOLERANCE * 100:.1f} pt of the float32 model",
                     "candidates": [c.row() for c in candidates], "inference_blur": blur},
         "metrics": {"val_accuracy": plain["accuracy"], "val_accuracy_tta": tta["accuracy"],
+                    "val_accuracy_float32_keras": reference_accuracy(candidates),
                     "val_n": plain["n"], "val_data": val_source,
                     "val_fingerprint": meta.get("val_fingerprint"),
                     "per_class": plain["per_class"], "per_class_tta": tta["per_class"],
