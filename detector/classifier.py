@@ -32,6 +32,17 @@ def find_card(model_path: Path) -> Path | None:
     return card if card.is_file() else None
 
 
+def read_jit_flag(model_path: Path) -> bool:
+    """The card's serving.jit_compile (export measured XLA faster for this model)."""
+    card_path = find_card(Path(model_path))
+    if card_path is None:
+        return False
+    try:
+        return bool(json.loads(card_path.read_text()).get("serving", {}).get("jit_compile"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def resolve_serving(model_path: Path) -> tuple[str, Path, list[str], int]:
     """(format, artefact path, label order, input size) from the card, or the .keras alone."""
     card_path = find_card(model_path)
@@ -66,7 +77,7 @@ class EmotionModel:
         self.format, self.path, self.size = fmt, artefact, size
         self._order = [labels.index(e) for e in EMOTIONS]  # card order -> EMOTIONS order
         self._run = (_tflite_runner(artefact, threads) if fmt == "tflite"
-                     else _keras_runner(artefact, size))
+                     else _keras_runner(artefact, size, read_jit_flag(Path(model_path))))
         self.device = _device_name() if fmt == "keras" else "cpu (tflite)"
         self.calls = 0  # inference calls made, for batching tests and metrics
 
@@ -115,7 +126,7 @@ def _float32_model(model):
     return clone
 
 
-def _keras_runner(path: Path, size: int):
+def _keras_runner(path: Path, size: int, jit: bool = False):
     import keras
     import tensorflow as tf
 
@@ -134,11 +145,21 @@ def _keras_runner(path: Path, size: int):
     if rebuilt is not model:
         variants["float32"] = rebuilt
     fns = {name: tf.function(lambda x, m=m: m(x, training=False), input_signature=spec,
-                             autograph=False) for name, m in variants.items()}
+                             autograph=False, jit_compile=jit) for name, m in variants.items()}
     name = _fastest(fns, size) if len(fns) > 1 else next(iter(fns))
-    log.info("keras model %s: serving the %s variant", path.name, name)
+    log.info("keras model %s: serving the %s variant%s", path.name, name, " (XLA)" if jit else "")
     fn = fns[name]
-    return lambda batch: fn(tf.constant(batch)).numpy()
+    if not jit:
+        return lambda batch: fn(tf.constant(batch)).numpy()
+
+    def run_padded(batch: np.ndarray) -> np.ndarray:
+        # XLA compiles once per shape: pad to a power of two so few shapes ever occur.
+        n = len(batch)
+        padded = np.zeros((1 << max(0, n - 1).bit_length(), *batch.shape[1:]), np.float32)
+        padded[:n] = batch
+        return fn(tf.constant(padded)).numpy()[:n]
+
+    return run_padded
 
 
 def _fastest(fns: dict, size: int, batch: int = 32, repeats: int = 3) -> str:

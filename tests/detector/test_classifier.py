@@ -49,6 +49,17 @@ def test_card_picks_the_artefact_and_outputs_follow_emotions_order(tiny_models, 
     assert all(EMOTIONS[i] == "neutral" for i in probs.argmax(axis=1))  # card's class 0
 
 
+@pytest.mark.slow
+def test_card_jit_flag_serves_keras_through_xla_with_any_batch_size(tiny_models):
+    (tiny_models / "emotion.card.json").write_text(json.dumps(
+        {"labels": CARD_ORDER, "serving": {"format": "keras", "path": "emotion.keras",
+                                            "jit_compile": True}}))
+    model = EmotionModel(tiny_models / "emotion.keras")
+    for n in (1, 3, 5):
+        probs = model.predict(np.full((n, 48, 48, 1), 255, np.float32))
+        assert probs.shape == (n, 7) and all(EMOTIONS[i] == "neutral" for i in probs.argmax(axis=1))
+
+
 def test_no_card_serves_the_keras_file(tmp_path):
     (tmp_path / "m.keras").write_bytes(b"")
     assert resolve_serving(tmp_path / "m.keras") == ("keras", tmp_path / "m.keras", list(EMOTIONS), 48)
