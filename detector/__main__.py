@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", help="face detector backend: yunet (default) or haar")
     p.add_argument("--min-face", type=int, help="smallest face side in frame pixels (20)")
     p.add_argument("--confidence", type=float, help="face detector confidence 0..1 (0.6)")
-    p.add_argument("--downscale", type=int, help="detect on frames shrunk to this width, 0 = never (640)")
+    p.add_argument("--downscale", type=int,
+                   help="detect on frames shrunk to this width, 0 = never (640)")
     p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")

@@ -15,7 +15,8 @@ class DetectorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.frames = Counter("detector_frames", "Frames with a detection produced", ["camera"], registry=r)
+        self.frames = Counter("detector_frames", "Frames with a detection produced", ["camera"],
+                              registry=r)
         self.faces = Counter("detector_faces", "Faces classified", ["camera"], registry=r)
         self.excluded = Counter("detector_excluded_faces", "Faces dropped by ROI masks", ["camera"],
                                 registry=r)

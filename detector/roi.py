@@ -42,7 +42,8 @@ def load_masks(path: Path) -> dict[str, ExclusionMask]:
             raise SettingsError(f"{path}: cameras[{index}] needs an `id`")
         polygons = camera.get("roi") or []
         if polygons:
-            masks[camera["id"]] = ExclusionMask(_check_polygons(polygons, f"{path}: cameras[{index}].roi"))
+            where = f"{path}: cameras[{index}].roi"
+            masks[camera["id"]] = ExclusionMask(_check_polygons(polygons, where))
     return masks
 
 
