@@ -315,26 +315,36 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
         blur = {**(blur or {"chosen_sigma": None}), "implementation": "matmul (Dense layers)"}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        candidates = build_candidates(net, Path(tmp), calibration)
+    # Everything is staged beside `out` and moved in at the end, card last: a failed export
+    # never leaves a card that points at missing or mismatched files.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as tmp:
+        work, stage = Path(tmp), Path(tmp) / "stage"
+        stage.mkdir()
+        candidates = build_candidates(net, work, calibration)
         measure(candidates, net, val_set, speed_seconds)
         chosen = choose(candidates)
-        final = out / (f"{name}.keras" if chosen.format == "keras" else f"{name}.tflite")
-        net.save(out / f"{name}.keras")
-        h5 = save_legacy_h5(net, out / f"{name}.h5", val_set.x[:32])  # as seed FER-DL shipped
+        final = stage / (f"{name}.keras" if chosen.format == "keras" else f"{name}.tflite")
+        net.save(stage / f"{name}.keras")
+        h5 = save_legacy_h5(net, stage / f"{name}.h5", val_set.x[:32])  # as seed FER-DL shipped
         if chosen.format == "tflite":
             shutil.copyfile(chosen.path, final)
+            predictor = TFLitePredictor(final)
+        else:
+            predictor = KerasPredictor(net, jit=chosen.variant == "xla")
         for cand in candidates:  # record the shipped file names, not the temp ones
             cand.path = final if cand is chosen else Path(cand.path.name)
-    if chosen.format == "tflite":
-        predictor = TFLitePredictor(final)
-    else:
-        predictor = KerasPredictor(net, jit=chosen.variant == "xla")
-    plain = evaluate_arrays(predictor, val_set.x, val_set.y)
-    tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
-    val_source = val or meta.get("config", {}).get("val", "")
-    card = write_card(out, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
-                      h5 is not None, blur)
+        plain = evaluate_arrays(predictor, val_set.x, val_set.y)
+        tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
+        val_source = val or meta.get("config", {}).get("val", "")
+        card = write_card(stage, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
+                          h5 is not None, blur)
+        for staged in sorted(stage.iterdir(), key=lambda p: p == card):  # the card goes last
+            os.replace(staged, out / staged.name)
+    card, final = out / card.name, out / final.name
+    stale = [f"{name}.h5"] if h5 is None else []
+    stale += [f"{name}.tflite"] if chosen.format != "tflite" else []
+    for leftover in stale:  # from an earlier export; the card no longer names them
+        (out / leftover).unlink(missing_ok=True)
     log.info("serving %s (%s): val accuracy %.4f, with TTA %.4f", final, chosen.variant,
              plain["accuracy"], tta["accuracy"])
     return card

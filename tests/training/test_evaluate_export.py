@@ -69,6 +69,7 @@ def exported(tiny_run, tmp_path_factory):
 def test_export_writes_artefacts_and_card(exported):
     out, card = exported
     assert (out / "emotion.keras").is_file() and (out / "emotion.h5").is_file()
+    assert not list(out.glob(".export-*"))  # staging directory cleaned up
     assert card["labels"] == list(EMOTIONS)
     assert card["input"] == {"size": 48, "channels": 1, "dtype": "float32", "range": [0, 255],
                              "layout": "NHWC"}
