@@ -104,10 +104,10 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
         ensure_topics(stack.settings)
         r = redis_client(stack.settings)
         keys = _redis_keys(stack.settings)
-        # A finished file may wait on a detector that is still loading its model:
-        # give missing frames the whole idle timeout before closing without them.
+        # A finished file may wait on a detector that is still loading its model (slow on
+        # a busy machine): missing frames get the whole run's timeout, not a short grace.
         stack.start("aggregator", "--idle-timeout-s", str(args.idle_timeout),
-                    "--end-grace-s", str(args.idle_timeout))
+                    "--end-grace-s", str(args.timeout))
         stack.start("detector", *(["--model", args.model] if args.model else []))
         ingests = [stack.start(f"ingest:{cam}", "--source", str(v), "--camera-id", cam,
                                "--session-id", sid, "--mode", "fast", "--fps", str(args.fps),
