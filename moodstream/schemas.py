@@ -97,7 +97,24 @@ class Timing(_Strict):
     e2e_ms: float = 0.0  # capture -> detection produced
 
 
-class DetectionMessage(_Strict):
+class _SessionMessage(_Strict):
+    """A message about one camera's session: both ids become Redis key parts, so check them."""
+
+    camera_id: str
+    session_id: str
+
+    @field_validator("camera_id", "session_id")
+    @classmethod
+    def _safe_id(cls, value):
+        if not valid_id(value):
+            raise ValueError("unsafe id")
+        return value
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class DetectionMessage(_SessionMessage):
     """Everything the detector says about one frame. No pixels, ever."""
 
     v: int = SCHEMA_VERSION
@@ -113,27 +130,17 @@ class DetectionMessage(_Strict):
     timing: Timing = Field(default_factory=Timing)
     detector_id: str = ""
 
-    @field_validator("camera_id", "session_id")
-    @classmethod
-    def _safe_id(cls, value):
-        if not valid_id(value):
-            raise ValueError("unsafe id")
-        return value
-
     @property
     def frame_key(self) -> str:
         """Frame identity used for exactly-once aggregation."""
         return f"{self.camera_id}|{self.session_id}|{self.seq}"
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> "DetectionMessage":
         return _parse(cls, raw)
 
 
-class ControlEvent(_Strict):
+class ControlEvent(_SessionMessage):
     """Session lifecycle, published by ingest on the control topic."""
 
     v: int = SCHEMA_VERSION
@@ -144,16 +151,6 @@ class ControlEvent(_Strict):
     source: str = ""  # redacted source URL or path
     frames_published: int | None = None  # on session_end: how many frames to wait for
     reason: str = ""  # on session_end: eof, gap, schedule, shutdown, error
-
-    @field_validator("camera_id", "session_id")
-    @classmethod
-    def _safe_id(cls, value):
-        if not valid_id(value):
-            raise ValueError("unsafe id")
-        return value
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> "ControlEvent":
