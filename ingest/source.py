@@ -1,7 +1,8 @@
 """One camera's reader thread: an explicit state machine over an OpenCV capture.
 
 connecting -> streaming -> (lost/stalled) reconnecting -> streaming ... -> ended | failed.
-Live sources reconnect with capped exponential backoff and jitter; files end (or loop).
+Live sources reconnect with capped exponential backoff and jitter; files end (or loop),
+and so does an HLS playlist that says it is complete (a VOD).
 The reader samples and paces frames and hands them to a bounded FrameQueue; it always
 closes the queue with a sentinel, whatever happens.
 """
@@ -21,11 +22,15 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ingest import hls
 from ingest.config import CameraConfig, PacingMode
 from ingest.sampling import DropPolicy, FrameQueue, FrameSampler, RealtimePacer
 from moodstream.settings import redact
 
 log = logging.getLogger(__name__)
+
+# A jump in stream time bigger than this (or backwards) is a discontinuity, not a wait.
+MAX_STREAM_JUMP_S = 5.0
 
 
 class SourceState(str, Enum):
@@ -141,6 +146,11 @@ class FrameReader(threading.Thread):
         self._on_dropped, self._on_reconnect = on_dropped, on_reconnect
         self._sampler = FrameSampler(camera.fps)
         self._pacer = RealtimePacer(stop) if self._paced() else None
+        # HLS arrives in segment-sized bursts; released at stream time, its frames reach
+        # the wall-clock sampler and the drop-oldest queue as a real-time stream would.
+        self.hls = hls.is_hls(camera.url)
+        self._stream_pacer = RealtimePacer(stop) if self.hls else None
+        self._stream_pos: float | None = None
         self._backoff = Backoff(tuning.backoff_initial_s, tuning.backoff_max_s)
         self._started_mono = time.monotonic()
         self._media_base = 0.0  # media seconds of the loops already played
@@ -189,6 +199,8 @@ class FrameReader(threading.Thread):
                 return False
             self._set_state(SourceState.ENDED, "end of file")
             return False
+        if outcome == "eof" and self.hls and self._playlist_ended():
+            return self._vod_playlist_ended()
         limit = self.tuning.reconnect_max_attempts
         if limit and self._backoff.attempt >= limit:
             self.end_reason = "error"
@@ -201,9 +213,26 @@ class FrameReader(threading.Thread):
         self.stop.wait(delay)
         return True
 
+    def _playlist_ended(self) -> bool:
+        return hls.playlist_has_ended(self.camera.url, self.tuning.open_timeout_s)
+
+    def _vod_playlist_ended(self) -> bool:
+        """A complete HLS playlist played to its end: replay it when looping, else end."""
+        if self.camera.loop and self._index > 0:
+            return True
+        if self._index == 0:
+            self.end_reason = "error"
+            self._set_state(SourceState.FAILED, f"no frame in {redact(self.camera.url)}")
+            return False
+        self._set_state(SourceState.ENDED, "end of HLS playlist")
+        return False
+
     def _stream(self, capture: cv2.VideoCapture) -> str:
         """Read until the capture stops giving frames; returns 'eof' or 'stopped'."""
         native_fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        if self._stream_pacer:
+            self._stream_pacer.reset()
+            self._stream_pos = None
         last_media = -1.0
         pass_index = 0
         while not self.stop.is_set():
@@ -216,6 +245,8 @@ class FrameReader(threading.Thread):
                     if self._pacer:
                         self._pacer.reset()
                 return "eof"
+            if self._stream_pacer:
+                self._pace_stream(capture)
             if pass_index == 0:
                 self._backoff.reset()
                 if self.state is not SourceState.STREAMING:  # a looping file stays streaming
@@ -227,6 +258,14 @@ class FrameReader(threading.Thread):
             if self._sampler.keep(media_s):
                 self._hand_on(image, media_s, self._capture_time(capture))
         return "stopped"
+
+    def _pace_stream(self, capture: cv2.VideoCapture) -> None:
+        """Hold an HLS frame until its stream time, re-anchoring at discontinuities."""
+        pos = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if self._stream_pos is not None and not 0 <= pos - self._stream_pos <= MAX_STREAM_JUMP_S:
+            self._stream_pacer.reset()
+        self._stream_pos = pos
+        self._stream_pacer.wait_for(pos)
 
     def _media_time(self, capture, pass_index: int, native_fps: float, last: float) -> float:
         if self.live:
