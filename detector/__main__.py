@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, help="face detector confidence 0..1 (0.6)")
     p.add_argument("--downscale", type=int,
                    help="detect on frames shrunk to this width, 0 = never (640)")
+    p.add_argument("--detect-refresh-frames", type=int,
+                   help="while faces are in view, detect smaller and at full width every "
+                        "N-th frame; 1 = every frame at full width (5)")
     p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")
@@ -63,6 +66,7 @@ def build_pipeline(settings: DetectorSettings, detector, masks):
     """Loads the model (the slow part); raises ModelError."""
     from detector.classifier import EmotionModel
     from detector.pipeline import FramePipeline
+    from detector.scaling import DetectionScaler
     from detector.tracking import Trackers
     model = EmotionModel(settings.model)
     max_batch = settings.max_batch or (GPU_BATCH if model.device.startswith("gpu") else CPU_BATCH)
@@ -70,7 +74,8 @@ def build_pipeline(settings: DetectorSettings, detector, masks):
     trackers = Trackers(settings.track_iou, settings.track_max_age_s, settings.smoothing_alpha)
     return FramePipeline(detector, model, trackers, masks, max_batch,
                          settings.max_jpeg_bytes, settings.max_pixels,
-                         settings.detector_id or f"{socket.gethostname()}:{os.getpid()}")
+                         settings.detector_id or f"{socket.gethostname()}:{os.getpid()}",
+                         DetectionScaler(settings.downscale, settings.detect_refresh_frames))
 
 
 def _install_signals(stop: threading.Event) -> None:

@@ -61,7 +61,9 @@ class FaceDetector(Protocol):
     name: str
     geometry: CropGeometry
 
-    def detect(self, bgr: np.ndarray) -> list[FaceBox]: ...
+    def detect(self, bgr: np.ndarray, width: int | None = None) -> list[FaceBox]:
+        """Faces in full-resolution pixels; `width` overrides the downscale cap."""
+        ...
 
 
 def _shrink(bgr: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
@@ -98,8 +100,8 @@ class YuNetDetector:
         self._detect = yuface.detect
         self.confidence, self.min_face, self.downscale = confidence, min_face, downscale
 
-    def detect(self, bgr: np.ndarray) -> list[FaceBox]:
-        small, scale = _shrink(bgr, self.downscale)
+    def detect(self, bgr: np.ndarray, width: int | None = None) -> list[FaceBox]:
+        small, scale = _shrink(bgr, self.downscale if width is None else width)
         with warnings.catch_warnings():
             # yuface warns above 960 px; a user who raised --downscale asked for that.
             warnings.simplefilter("ignore")
@@ -125,8 +127,8 @@ class HaarDetector:
         self.min_face, self.downscale = min_face, downscale
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
-    def detect(self, bgr: np.ndarray) -> list[FaceBox]:
-        small, scale = _shrink(bgr, self.downscale)
+    def detect(self, bgr: np.ndarray, width: int | None = None) -> list[FaceBox]:
+        small, scale = _shrink(bgr, self.downscale if width is None else width)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         side = max(8, int(self.min_face / scale))
         found = self._cascade.detectMultiScale(grey, self.scale_factor, self.min_neighbors,

@@ -17,6 +17,7 @@ import numpy as np
 from detector.classifier import EmotionModel
 from detector.faces import FaceBox, FaceDetector, crop_face
 from detector.roi import ExclusionMask
+from detector.scaling import DetectionScaler
 from detector.tracking import Track, Trackers
 from moodstream.emotions import EMOTIONS
 from moodstream.schemas import DetectionMessage, Face, FrameHeaders, Timing
@@ -55,8 +56,9 @@ class FramePipeline:
     def __init__(self, detector: FaceDetector, model: EmotionModel, trackers: Trackers,
                  masks: dict[str, ExclusionMask] | None = None, max_batch: int = 64,
                  max_jpeg_bytes: int = 8 << 20, max_pixels: int = 4096 * 4096,
-                 detector_id: str = ""):
+                 detector_id: str = "", scaler: DetectionScaler | None = None):
         self.detector, self.model, self.trackers = detector, model, trackers
+        self.scaler = scaler  # None: every frame at the detector's own width
         self.masks = masks or {}
         self.max_batch, self.max_jpeg_bytes, self.max_pixels = max_batch, max_jpeg_bytes, max_pixels
         self.detector_id = detector_id
@@ -86,7 +88,7 @@ class FramePipeline:
                         decode_ms: float = 0.0) -> PendingFrame:
         start = time.perf_counter()
         height, width = frame.shape[:2]
-        boxes = self.detector.detect(frame)
+        boxes = self._detect(frame, headers.camera_id)
         mask = self.masks.get(headers.camera_id)
         kept = [b for b in boxes if mask is None or not mask.excludes(*b.centre, width, height)]
         tracker = self.trackers.for_camera(headers.camera_id)
@@ -97,6 +99,13 @@ class FramePipeline:
                  else np.zeros((0, size, size, 1), np.uint8))
         return PendingFrame(headers, width, height, kept, tracks, crops, len(boxes) - len(kept),
                             decode_ms, _ms(start), source)
+
+    def _detect(self, frame: np.ndarray, camera_id: str) -> list[FaceBox]:
+        if self.scaler is None:
+            return self.detector.detect(frame)
+        boxes = self.detector.detect(frame, self.scaler.width_for(camera_id, frame.shape[1]))
+        self.scaler.observe(camera_id, boxes)  # masked faces too: they are faces in view
+        return boxes
 
     def classify(self, frames: list[PendingFrame]) -> float:
         """One inference call per max_batch crops of all frames; returns its duration (ms)."""

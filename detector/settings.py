@@ -35,6 +35,10 @@ class DetectorSettings(CommonSettings):
     # >= 40 px 0.845 vs 0.861 at 960, >= 20 px 0.70 vs 0.79, at under half the time.
     # Raise it for far-away cameras with small faces.
     downscale: int = Field(640, ge=0, validation_alias=_env("downscale"))
+    # While a camera shows faces, detect at a width where its smallest face is still ~40 px,
+    # with a full-width pass every this many frames (detector/scaling.py); 1 = always full.
+    detect_refresh_frames: int = Field(5, ge=1, le=1000,
+                                       validation_alias=_env("detect_refresh_frames"))
     cameras: Path | None = Field(None, validation_alias=_env("cameras"))
     group_id: str = Field("detector", min_length=1, validation_alias=_env("group_id"))
     # EMA weight of the newest frame in a track's smoothed probabilities (1 = no smoothing).
