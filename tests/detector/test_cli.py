@@ -31,9 +31,11 @@ def test_missing_model_exits_2(tmp_path):
     assert result.returncode == 2 and "model not found" in one_line(result)
 
 
-def test_bad_setting_exits_2():
-    result = run_detector("--max-batch", "0", "--model", str(MODEL))
-    assert result.returncode == 2 and "max_batch" in one_line(result)
+@pytest.mark.parametrize("flag, field", [("--max-batch", "max_batch"),
+                                         ("--detect-refresh-frames", "detect_refresh_frames")])
+def test_bad_setting_exits_2(flag, field):
+    result = run_detector(flag, "0", "--model", str(MODEL))
+    assert result.returncode == 2 and field in one_line(result)
 
 
 def test_bad_cameras_file_exits_2(tmp_path):

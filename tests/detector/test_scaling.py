@@ -70,3 +70,16 @@ def test_a_new_small_face_is_found_by_the_next_full_pass(yunet):
         scaler.observe("cam", boxes)
         counts.append(len(boxes))
     assert counts[-1] == 2 and min(counts) >= 1, counts
+
+
+def test_pipeline_with_scaler_keeps_one_tracked_face_per_frame(yunet, emotion_model):
+    from detector.pipeline import FramePipeline
+    from detector.tracking import Trackers
+    from moodstream.schemas import FrameHeaders
+    from tests.detector.conftest import jpeg
+    pipeline = FramePipeline(yunet, emotion_model, Trackers(),
+                             scaler=DetectionScaler(full_width=640, refresh_frames=5))
+    frames = [pipeline.prepare(jpeg(f), FrameHeaders("cam", "s", i, i / 12.5, i / 12.5))
+              for i, f in enumerate(clip_frames("single_face_smile.mp4", 2))]
+    assert [len(f.boxes) for f in frames] == [1] * len(frames)
+    assert len({f.tracks[0].track_id for f in frames}) == 1
