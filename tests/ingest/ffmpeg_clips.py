@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,6 +63,25 @@ def make_hls_vod(source: Path, folder: Path, segment_s: float = 0.5) -> Path:
                "-g", "15", "-f", "hls", "-hls_time", str(segment_s), "-hls_playlist_type", "vod",
                "-hls_segment_filename", str(folder / "seg%03d.ts"), str(playlist))
     return playlist
+
+
+def start_live_hls(source: Path, folder: Path) -> tuple[subprocess.Popen, Path]:
+    """A live HLS encoder: `source` looped in real time (-re) into a sliding 6-segment playlist
+    without #EXT-X-ENDLIST; returns the process and the playlist once 3 segments exist."""
+    folder.mkdir(parents=True, exist_ok=True)
+    playlist = folder / "live.m3u8"
+    encoder = subprocess.Popen([require_ffmpeg(), *QUIET, "-re", "-stream_loop", "-1",
+                                "-i", str(source), "-an", "-c:v", "libx264", "-preset", "ultrafast",
+                                "-g", "15", "-f", "hls", "-hls_time", "0.5", "-hls_list_size", "6",
+                                "-hls_flags", "delete_segments", str(playlist)],
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    while not playlist.exists() or playlist.read_text().count("#EXTINF") < 3:
+        if encoder.poll() is not None or time.monotonic() > deadline:
+            encoder.kill()
+            pytest.fail(f"live HLS encoder did not start: {encoder.communicate()[1].strip()}")
+        time.sleep(0.1)
+    return encoder, playlist
 
 
 class StaticHttpServer:

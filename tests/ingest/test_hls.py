@@ -1,7 +1,7 @@
-"""HLS through OpenCV/FFmpeg: a VOD playlist made from a shared clip with ffmpeg, served by
-a real HTTP server on loopback. Ingest publishes it at stream speed (FFmpeg downloads
-segments in bursts), ends at #EXT-X-ENDLIST, loops when asked, and reconnects, then
-gives up, when the server goes away."""
+"""HLS through OpenCV/FFmpeg: a VOD playlist made from a shared clip with ffmpeg, and a live
+ffmpeg HLS encoder, served by a real HTTP server on loopback. Ingest publishes at stream
+speed (FFmpeg downloads segments in bursts), ends a VOD at #EXT-X-ENDLIST, loops when asked,
+reconnects when the server goes away or a live encoder dies, and gives up when told to."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ingest.hls import is_hls, playlist_has_ended
 from ingest.source import SourceState
 from moodstream.embedded import free_port
 from tests.conftest import VIDEOS, require
-from tests.ingest.ffmpeg_clips import StaticHttpServer, make_hls_vod
+from tests.ingest.ffmpeg_clips import StaticHttpServer, make_hls_vod, start_live_hls
 from tests.ingest.helpers import RunningIngest, read_topics, wait_until
 
 SMILE = VIDEOS / "single_face_smile.mp4"  # 640x360, 72 frames at 30 fps: 2.4 s
@@ -94,3 +94,33 @@ def test_looping_hls_vod_replays_then_a_lost_server_is_retried_and_fails(
     assert offsets[-1] > 2.6 and len(offsets) == counts.published >= 14  # 5 fps past one pass
     assert np.diff(offsets).min() >= 0.15
     assert got.ends()[0].frames_published == counts.published
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_live_hls_is_sampled_steadily_and_a_dead_encoder_is_reconnected(
+        kafka_server, unique_prefix, tmp_path):
+    encoder, playlist = start_live_hls(require(SMILE), tmp_path / "live")
+    server = StaticHttpServer(playlist.parent).start()
+    camera = CameraConfig(id="hls-live", url=server.url(playlist.name), fps=10)
+    try:
+        with RunningIngest(kafka_server.bootstrap, unique_prefix, [camera],
+                           stall_timeout_s=2, backoff_initial_s=0.2, backoff_max_s=0.5) as ingest:
+            counts = ingest.counts("hls-live")
+            assert wait_until(lambda: counts.published >= 15, 10), counts
+            live_counts = (counts.dropped_total, counts.reconnects)
+            encoder.kill()  # dies without #EXT-X-ENDLIST: the playlist just goes stale
+            encoder.wait(5)
+            assert wait_until(lambda: counts.reconnects >= 1, 10), counts
+        got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete())
+    finally:
+        encoder.kill()
+        server.stop()
+    assert live_counts == (0, 0)
+    offsets = sorted(h.offset_s for _, h, _ in got.frames)
+    # 10 fps by wall clock, steady across segment boundaries: no segment-sized bursts or holes.
+    steady = np.diff(offsets[:15])
+    assert np.median(steady) == pytest.approx(0.1, abs=0.02) and steady.max() < 0.3, steady
+    states = ingest.metrics.states("hls-live")
+    assert states[:3] == [SourceState.CONNECTING, SourceState.STREAMING, SourceState.RECONNECTING]
+    assert SourceState.ENDED not in states[:-1]  # a stale live playlist is not the end
