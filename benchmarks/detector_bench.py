@@ -142,7 +142,11 @@ def run_kafka(clips: dict[str, list[bytes]], max_batch: int) -> dict:
             _wait_for(lambda: "partitions assigned: " in log.read_text(), proc, 180, log)
             producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5,
                                      max_request_size=8 << 20)
-            consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+            # A short fetch wait, as the detector's own: at kafka-python's 500 ms default the
+            # embedded broker held this reader's fetch long after detections were there,
+            # which timed the harness, not the detector.
+            consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+                                     fetch_max_wait_ms=50)
             partitions = [TopicPartition(topics.detections, p) for p in range(settings.kafka_partitions)]
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)  # the topic is new: nothing but this run
