@@ -12,7 +12,7 @@ with the same --group-id to share the frames partitions.
 
 Detection width: frames wider than --downscale are shrunk for detection. While a camera
 shows faces, frames are shrunk further, to where its smallest face is still ~40 px, and
-every N-th frame (--detect-refresh-frames, 5) is detected at the full width, so a new
+every N-th frame (--detect-refresh-frames, 8) is detected at the full width, so a new
 face too small for the reduced width is found within N-1 frames (detector/scaling.py).
 --detect-refresh-frames 1 detects every frame at the full width.
 

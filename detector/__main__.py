@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="detect on frames shrunk to this width, 0 = never (640)")
     p.add_argument("--detect-refresh-frames", type=int,
                    help="while faces are in view, detect smaller and at full width every "
-                        "N-th frame; 1 = every frame at full width (5)")
+                        "N-th frame; 1 = every frame at full width (8)")
     p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")

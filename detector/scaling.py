@@ -34,7 +34,7 @@ class _CameraState:
 class DetectionScaler:
     """Chooses each frame's detection width from the camera's last faces."""
 
-    def __init__(self, full_width: int, refresh_frames: int = 5,
+    def __init__(self, full_width: int, refresh_frames: int = 8,
                  target_px: int = TARGET_FACE_PX, min_width: int = MIN_WIDTH):
         self.full_width = full_width  # the detector's downscale cap; 0 = the frame's width
         self.refresh_frames, self.target_px, self.min_width = refresh_frames, target_px, min_width
