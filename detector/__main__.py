@@ -30,7 +30,7 @@ log = logging.getLogger("detector")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m detector", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="emotion model (.keras/.tflite) or its .card.json "
-                                   "(default models/emotion.keras, served as its card says)")
+                                   "(default models/emotion.card.json: the artefact its card names)")
     p.add_argument("--max-batch", type=int, help="most face crops per inference call "
                                                  "(64 on CPU, 256 on GPU)")
     p.add_argument("--max-wait-ms", type=float, help="longest a frame waits for its batch (50)")

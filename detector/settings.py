@@ -13,7 +13,7 @@ DETECTOR_BACKENDS = ("yunet", "haar")
 # On the 2-core CPU a call costs ~1 ms per face whatever the batch, so 64 keeps latency
 # low; a GPU amortises its launch cost over far bigger batches.
 CPU_BATCH, GPU_BATCH = 64, 256
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "emotion.keras"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "emotion.card.json"
 
 
 def _env(name: str) -> AliasChoices:

@@ -84,6 +84,11 @@ def _redis_keys(settings: CommonSettings):
     return RedisKeys(settings.redis_prefix)
 
 
+def _group(stack: Stack, service: str) -> list[str]:
+    """Consumer groups per topic prefix: deployments sharing a broker never share a group."""
+    return ["--group-id", f"{stack.settings.topic_prefix}.{service}"]
+
+
 def _session_status(redis_client, keys, session_id: str) -> str:
     return redis_client.hget(keys.meta(session_id), "status") or ""
 
@@ -107,8 +112,9 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
         # A finished file may wait on a detector that is still loading its model (slow on
         # a busy machine): missing frames get the whole run's timeout, not a short grace.
         stack.start("aggregator", "--idle-timeout-s", str(args.idle_timeout),
-                    "--end-grace-s", str(args.timeout))
-        stack.start("detector", *(["--model", args.model] if args.model else []))
+                    "--end-grace-s", str(args.timeout), *_group(stack, "aggregator"))
+        stack.start("detector", *(["--model", args.model] if args.model else []),
+                    *_group(stack, "detector"))
         ingests = [stack.start(f"ingest:{cam}", "--source", str(v), "--camera-id", cam,
                                "--session-id", sid, "--mode", "fast", "--fps", str(args.fps),
                                module="ingest") for v, cam, sid in jobs]
@@ -165,8 +171,8 @@ def cmd_demo(args, settings: CommonSettings) -> int:
     with Stack(settings) as stack:
         from moodstream.clients import ensure_topics
         ensure_topics(stack.settings)
-        stack.start("aggregator")
-        stack.start("detector")
+        stack.start("aggregator", *_group(stack, "aggregator"))
+        stack.start("detector", *_group(stack, "detector"))
         stack.start("dashboard", "--host", args.host, "--port", str(port))
         for camera_id, src in sources:
             live = src.isdigit() or "://" in src
