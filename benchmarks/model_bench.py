@@ -56,18 +56,10 @@ class PeerPredictor:
 
 
 def throughput(predictor, faces: np.ndarray, batch: int, seconds: float) -> tuple[float, float]:
-    """(faces per wall second, faces per CPU second of this process) at one batch size.
-
-    Compilation is not timed (one warm-up call). The CPU-second rate is what the model
-    costs regardless of other load: on an idle machine, wall rate ~ CPU rate x usable cores.
-    """
-    block = np.resize(faces, (batch, *faces.shape[1:]))
-    predictor.predict(block, batch_size=batch)
-    done, start, cpu_start = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < seconds or done == 0:
-        predictor.predict(block, batch_size=batch)
-        done += batch
-    return done / (time.perf_counter() - start), done / max(1e-9, time.process_time() - cpu_start)
+    """(faces per wall second, faces per CPU second) at one batch size, measured exactly as
+    export measures its candidates. Compilation is not timed (one warm-up call)."""
+    from training.export import measure_rates
+    return measure_rates(predictor, faces, batch, seconds)
 
 
 def accuracy_row(name: str, predictor, faces: np.ndarray, labels: np.ndarray, size_bytes: int,

@@ -71,10 +71,11 @@ def resolve_model(run: str | None, model: str | None) -> Path:
 
 def throughput(predictor, faces: np.ndarray, batch_size: int, seconds: float = 2.0) -> float:
     """Faces per wall-clock second at a fixed batch size, after one warm-up batch."""
-    return _rates(predictor, faces, batch_size, seconds)[0]
+    return measure_rates(predictor, faces, batch_size, seconds)[0]
 
 
-def _rates(predictor, faces: np.ndarray, batch_size: int, seconds: float) -> tuple[float, float]:
+def measure_rates(predictor, faces: np.ndarray, batch_size: int,
+                  seconds: float) -> tuple[float, float]:
     """(faces per wall second, faces per CPU second of this process) at one batch size."""
     batch = np.resize(faces, (batch_size, *faces.shape[1:]))
     predictor.predict(batch, batch_size=batch_size)
@@ -204,7 +205,7 @@ def measure(candidates: list[Candidate], model, val: data_mod.Dataset, seconds: 
         predictors.append(predictor)
     for _ in range(rounds):
         for cand, predictor in zip(candidates, predictors):
-            wall, cpu = _rates(predictor, val.x, SPEED_BATCH, seconds / rounds)
+            wall, cpu = measure_rates(predictor, val.x, SPEED_BATCH, seconds / rounds)
             cand.faces_per_s = max(cand.faces_per_s, wall)
             cand.faces_per_cpu_s = max(cand.faces_per_cpu_s, cpu)
     for cand in candidates:
