@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import signal
 import sys
 import threading
 
@@ -20,6 +19,7 @@ from aggregator.webhook import WebhookNotifier
 from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consumer,
                                 kafka_producer, redis_client)
 from moodstream.redis_keys import RedisKeys
+from moodstream.lifecycle import stop_on_signals
 from moodstream.settings import SettingsError, redact
 from moodstream.topics import Topics
 
@@ -64,14 +64,6 @@ def deadletter_sender(producer, topics: Topics):
         headers = [("reason", reason.encode()[:500]), ("source_topic", record.topic.encode())]
         producer.send(topics.deadletter, key=record.key, value=record.value, headers=headers)
     return send
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handle(signum, _frame):
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
 
 
 @contextlib.contextmanager
@@ -132,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, stream=sys.stderr,
                             format="%(asctime)s aggregator %(levelname)s %(message)s")
         stop = threading.Event()
-        install_signal_handlers(stop)
+        stop_on_signals(stop, log)
         serve(settings, stop)
     except SettingsError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -22,6 +21,7 @@ from detector.classifier import ModelError, resolve_serving  # noqa: E402
 from detector.faces import DetectorError  # noqa: E402
 from detector.settings import CPU_BATCH, GPU_BATCH, DetectorSettings  # noqa: E402
 from moodstream.clients import ServiceUnavailable  # noqa: E402
+from moodstream.lifecycle import stop_on_signals  # noqa: E402
 from moodstream.settings import SettingsError  # noqa: E402
 
 log = logging.getLogger("detector")
@@ -78,18 +78,10 @@ def build_pipeline(settings: DetectorSettings, detector, masks):
                          DetectionScaler(settings.downscale, settings.detect_refresh_frames))
 
 
-def _install_signals(stop: threading.Event) -> None:
-    def handle(signum, _frame):
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     stop = threading.Event()
-    _install_signals(stop)
+    stop_on_signals(stop, log)
     service = None
     try:
         settings = DetectorSettings.load(**{k: v for k, v in vars(args).items()})
