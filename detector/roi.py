@@ -7,13 +7,12 @@ are fractions of the frame (all values <= 1) or frame pixels.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
+from moodstream.camera_file import read_camera_file
 from moodstream.settings import SettingsError
 
 
@@ -32,7 +31,7 @@ class ExclusionMask:
 
 def load_masks(path: Path) -> dict[str, ExclusionMask]:
     """camera id -> mask, for cameras that have `roi` polygons."""
-    data = _read(path)
+    data = read_camera_file(path)
     cameras = data.get("cameras")
     if not isinstance(cameras, list):
         raise SettingsError(f"{path}: expected a `cameras` list")
@@ -55,17 +54,3 @@ def _check_polygons(polygons, where: str) -> list[list[tuple[float, float]]]:
     if any(len(polygon) < 3 for polygon in checked):
         raise SettingsError(f"{where}: each polygon needs at least 3 points")
     return checked
-
-
-def _read(path: Path) -> dict:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise SettingsError(f"cannot read camera config {path}: {exc.strerror or exc}") from None
-    try:
-        data = tomllib.loads(text) if Path(path).suffix.lower() == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"camera config {path} is not valid: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"camera config {path}: expected a table at the top level")
-    return data

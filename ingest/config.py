@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from enum import Enum
 from pathlib import Path
 
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from moodstream.schemas import valid_id
+from moodstream.camera_file import read_camera_file
 from moodstream.settings import CommonSettings, SettingsError
 
 
@@ -129,7 +128,7 @@ class IngestSettings(CommonSettings):
 
 def load_camera_file(path: Path, settings: IngestSettings) -> list[CameraConfig]:
     """Parse a YAML or TOML file: optional `defaults` table and a `cameras` list."""
-    data = _read_structured(path)
+    data = read_camera_file(path)
     defaults = data.get("defaults") or {}
     cameras = data.get("cameras")
     if not isinstance(defaults, dict) or not isinstance(cameras, list) or not cameras:
@@ -155,26 +154,6 @@ def _merge(base: dict, override: dict) -> dict:
             value = merged[key] | value
         merged[key] = value
     return merged
-
-
-def _read_structured(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SettingsError(f"cannot read camera config {path}: {exc.strerror or exc}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise SettingsError(f"camera config {path}: use a .yaml, .yml or .toml file")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SettingsError(f"camera config {path} is not valid: {first_line}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"camera config {path}: expected a table at the top level")
-    return data
 
 
 def _build_camera(values: dict, where: str) -> CameraConfig:
