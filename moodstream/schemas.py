@@ -46,12 +46,15 @@ class FrameHeaders:
     offset_s: float  # seconds since session start: media time for files, wall time for live
     width: int = 0
     height: int = 0
+    # One ingest process's run: seq restarts at 0 in every run, so a frame is identified
+    # by (session, run_id, seq). "0" for producers that predate run ids.
+    run_id: str = "0"
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         return [(k, str(v).encode()) for k, v in (
             ("camera_id", self.camera_id), ("session_id", self.session_id), ("seq", self.seq),
             ("capture_ts", repr(self.capture_ts)), ("offset_s", repr(self.offset_s)),
-            ("width", self.width), ("height", self.height))]
+            ("width", self.width), ("height", self.height), ("run_id", self.run_id))]
 
     @classmethod
     def from_kafka(cls, headers: list[tuple[str, bytes]] | None) -> "FrameHeaders":
@@ -66,7 +69,8 @@ class FrameHeaders:
                 session_id=check_id(h["session_id"].decode(), "session_id"),
                 seq=int(h["seq"]), capture_ts=capture_ts,
                 offset_s=float(h.get("offset_s", b"0")),
-                width=int(h.get("width", b"0")), height=int(h.get("height", b"0")))
+                width=int(h.get("width", b"0")), height=int(h.get("height", b"0")),
+                run_id=check_id(h.get("run_id", b"0").decode(), "run_id"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise MessageError(f"bad frame header: {exc}") from None
 
@@ -129,11 +133,15 @@ class DetectionMessage(_SessionMessage):
     excluded_faces: int = 0  # dropped by ROI masks before classification
     timing: Timing = Field(default_factory=Timing)
     detector_id: str = ""
+    run_id: str = "0"  # the ingest run that published the frame (FrameHeaders.run_id)
+    # Non-empty: the detector dead-lettered this frame (the reason's kind, e.g. "corrupt
+    # frame"); it has no faces but still counts as handled, so sessions can complete.
+    skipped: str = ""
 
     @property
     def frame_key(self) -> str:
         """Frame identity used for exactly-once aggregation."""
-        return f"{self.camera_id}|{self.session_id}|{self.seq}"
+        return f"{self.camera_id}|{self.session_id}|{self.run_id}|{self.seq}"
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> "DetectionMessage":

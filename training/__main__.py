@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--tta", action="store_true", help="average the face and its mirror image")
     e.add_argument("--report-dir", help="also write confusion matrix, curves and reports here")
     e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--ferplus", metavar="VOTES.csv",
+                   help="FER+ votes for --data: adds ferplus {accuracy, n} and ece to the result")
+    e.add_argument("--corruptions", action="store_true",
+                   help="also measure accuracy under each camera corruption and print the table")
     x = sub.add_parser("export", help="write .keras, .h5, the serving artefact and the model card")
     src = x.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run directory holding best.keras and run_config.json")
@@ -40,36 +44,30 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--name", default="emotion", help="file stem (default: emotion)")
     x.add_argument("--val", help="validation data (default: the run's validation data)")
     x.add_argument("--calibration-data", help="training data for int8 calibration (default: the run's)")
-    x.add_argument("--blur-sigmas", default="auto",
-                   help="serving-blur sigmas to try on val (comma list), 'auto' (default set) or "
-                        "'keep' (ship the trained sigma); only for models with a serve_blur layer")
+    x.add_argument("--ferplus", metavar="VOTES.csv",
+                   help="FER+ votes for the validation data (default: the run's ferplus_val)")
     return p
 
 
 def _evaluate(args) -> None:
     from training.evaluate import evaluate
+    from training.evaluate import format_corruptions
     result = evaluate(args.model, args.data, args.usage, tta=args.tta, json_out=args.json,
-                      report_dir=args.report_dir, batch_size=args.batch_size)
+                      report_dir=args.report_dir, batch_size=args.batch_size, ferplus=args.ferplus,
+                      corruptions=args.corruptions)
     extra = f" (without TTA {result['accuracy_plain']:.4f})" if args.tta else ""
     print(f"accuracy {result['accuracy']:.4f} on {result['n']} faces{extra}")
+    if "ferplus" in result:
+        print(f"FER+ majority accuracy {result['ferplus']['accuracy']:.4f} on {result['ferplus']['n']} "
+              f"faces; ECE ({result['ece_bins']} bins) {result['ece']:.4f} on {result['ece_n']}")
+    if "corruptions" in result:
+        print(format_corruptions(result["corruptions"], result["accuracy"]))
 
 
 def _export(args) -> None:
     from training.export import export
-    from training.config import ConfigError
-    from training.tune import DEFAULT_SIGMAS
-    if args.blur_sigmas == "auto":
-        sigmas = DEFAULT_SIGMAS
-    elif args.blur_sigmas == "keep":
-        sigmas = None
-    else:
-        try:
-            sigmas = tuple(float(v) for v in args.blur_sigmas.split(","))
-        except ValueError:
-            raise ConfigError(f"--blur-sigmas {args.blur_sigmas!r}: expected auto, keep or numbers "
-                              "like 0,2.5,3") from None
     card = export(run=args.run, model=args.model, out=args.out, name=args.name, val=args.val,
-                  calibration_data=args.calibration_data, blur_sigmas=sigmas)
+                  calibration_data=args.calibration_data, ferplus=args.ferplus)
     serving = json.loads(card.read_text())["serving"]
     print(f"model card {card}; serving {serving['format']} {serving['path']} ({serving['variant']})")
 
@@ -79,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from training.config import ConfigError, build_config
     from training.data import DatasetError
+    from training.ferplus import FerPlusError
     from training.export import ExportError
     from training.models import UnknownModelError
     from training.serving import ServingError
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             _export(args)
         return 0
-    except (ConfigError, DatasetError, UnknownModelError, ServingError, ExportError) as exc:
+    except (ConfigError, DatasetError, FerPlusError, UnknownModelError, ServingError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,9 +32,12 @@ class TrainConfig:
     dropout: float = 0.3
     weights: str = "none"  # transfer models: imagenet | none | path
     augment: dict = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
-    # Inference-only blur that maps sharp faces to the (blurred) training domain; see
-    # moodstream.model_layers.InferenceBlur. 0 for training data that is not blurred.
-    serve_blur: float = 0.0
+    # Labels (training.ferplus): fer2013 | ferplus_majority | ferplus_votes | mix
+    label_mode: str = "fer2013"
+    ferplus_train: str | None = None  # FER+ votes CSV for `data` (one folder)
+    ferplus_val: str | None = None  # FER+ votes CSV for `val`: per-epoch val_ferplus_accuracy
+    fer_label_weight: float = 0.5  # mix: weight of the one-hot FER2013 label against the votes
+    camera_corruption: float = 0.0  # share of training faces given a random camera degradation
     mixup: float = 0.0  # Beta(alpha, alpha) mixup strength; 0 disables
     label_smoothing: float = 0.0
     balance: str = "none"  # none | class_weights | oversample | undersample
@@ -51,7 +54,8 @@ class TrainConfig:
     precision: str = "float32"  # float32 | mixed_bfloat16 | mixed_float16
     jit_compile: bool = True
     seed: int = 1337
-    run_dir: str = "runs/latest"
+    run_dir: str = ""  # "" = $XDG_CACHE_HOME/moodstream/runs/<run_name>, outside the work tree
+    run_name: str = "latest"
 
     def total_epochs(self) -> int:
         if self.schedule == "stages":
@@ -67,6 +71,7 @@ _CHOICES = {
     "schedule": {"stages", "cosine", "plateau"},
     "precision": {"float32", "mixed_bfloat16", "mixed_float16"},
     "optimizer": {"adam", "adamw"},
+    "label_mode": {"fer2013", "ferplus_majority", "ferplus_votes", "mix"},
 }
 
 
@@ -121,4 +126,13 @@ def build_config(file: str | None, overrides: list[str], **explicit: Any) -> Tra
             raise ConfigError(f"{key}={getattr(cfg, key)!r}: choose one of {sorted(allowed)}")
     if not cfg.data:
         raise ConfigError("no training data: pass --data DIR_OR_CSV or set `data` in the config")
+    if cfg.label_mode != "fer2013" and not cfg.ferplus_train:
+        raise ConfigError(f"label_mode={cfg.label_mode!r} needs ferplus_train (a FER+ votes CSV)")
+    if cfg.ferplus_train and len(cfg.data) != 1:
+        raise ConfigError("ferplus_train needs exactly one training folder in `data`")
+    if not 0.0 <= cfg.fer_label_weight <= 1.0 or not 0.0 <= cfg.camera_corruption <= 1.0:
+        raise ConfigError("fer_label_weight and camera_corruption must be within [0, 1]")
+    if not cfg.run_dir:
+        from training.cache import cache_root
+        cfg.run_dir = str(cache_root() / "runs" / cfg.run_name)
     return cfg

@@ -48,6 +48,7 @@ class Dataset:
     y: np.ndarray  # int32, (N,)
     skipped: dict[str, int] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    paths: list[str] | None = None  # per image, relative to its folder (folder readers only)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -81,7 +82,7 @@ def read_folders(root: str | Path, size: int = 48, channels: int = 1) -> Dataset
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset directory not found: {root}")
-    images, labels, skipped = [], [], {"unknown_class": 0, "corrupt_image": 0}
+    images, labels, paths, skipped = [], [], [], {"unknown_class": 0, "corrupt_image": 0}
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     if not class_dirs:
         raise DatasetError(f"no class folders in {root} (expected <root>/<class>/*.jpg)")
@@ -103,9 +104,10 @@ def read_folders(root: str | Path, size: int = 48, channels: int = 1) -> Dataset
                 continue
             images.append(img)
             labels.append(index)
+            paths.append(f"{class_dir.name}/{path.name}")
     if not images:
         raise DatasetError(f"no readable images under {root}")
-    return Dataset(np.stack(images), np.asarray(labels, np.int32), skipped, [str(root)])
+    return Dataset(np.stack(images), np.asarray(labels, np.int32), skipped, [str(root)], paths)
 
 
 def read_fer_csv(path: str | Path, usage: str | None = None, size: int = 48,
@@ -154,16 +156,25 @@ def read_dataset(source: str | Path, usage: str | None = None, size: int = 48,
         return read_fer_csv(source, usage, size, channels)
     if usage and (source / usage).is_dir():
         source = source / usage
-    return read_folders(source, size, channels)
+    from training.cache import cached
+    return cached(source, size, channels, read_folders)
 
 
 def merge(datasets: list[Dataset]) -> Dataset:
+    if len(datasets) == 1:
+        return datasets[0]
     skipped: dict[str, int] = {}
     for d in datasets:
         for k, v in d.skipped.items():
             skipped[k] = skipped.get(k, 0) + v
+    # Paths are relative to each source folder, so they only stay meaningful for one source.
     return Dataset(np.concatenate([d.x for d in datasets]), np.concatenate([d.y for d in datasets]),
                    skipped, [s for d in datasets for s in d.sources])
+
+
+def subset(data: Dataset, idx: np.ndarray) -> Dataset:
+    paths = None if data.paths is None else [data.paths[i] for i in idx]
+    return Dataset(data.x[idx], data.y[idx], data.skipped, data.sources, paths)
 
 
 def stratified_split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
@@ -176,8 +187,7 @@ def stratified_split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset
         held.append(idx[: max(1, int(round(len(idx) * fraction)))])
     mask = np.zeros(len(data), bool)
     mask[np.concatenate(held)] = True
-    return (Dataset(data.x[~mask], data.y[~mask], data.skipped, data.sources),
-            Dataset(data.x[mask], data.y[mask], {}, data.sources))
+    return subset(data, np.flatnonzero(~mask)), subset(data, np.flatnonzero(mask))
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:
@@ -198,5 +208,4 @@ def resample(data: Dataset, mode: str, seed: int) -> Dataset:
     for cls in np.flatnonzero(counts):
         idx = np.flatnonzero(data.y == cls)
         picks.append(rng.choice(idx, size=target, replace=len(idx) < target))
-    order = rng.permutation(np.concatenate(picks))
-    return Dataset(data.x[order], data.y[order], data.skipped, data.sources)
+    return subset(data, rng.permutation(np.concatenate(picks)))

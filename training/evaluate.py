@@ -62,9 +62,68 @@ def evaluate_arrays(predictor: Predictor, x: np.ndarray, y: np.ndarray, tta: boo
     return result
 
 
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, vote_dist: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE of top-1 confidence against the share of annotators who chose the predicted class.
+
+    Faces are put into `bins` equal-width bins by confidence (max probability); each bin
+    contributes |mean confidence - mean vote share of the predicted class|, weighted by
+    its size. With one-hot "votes" this is the usual accuracy-based ECE.
+    """
+    if not len(probs):
+        return 0.0
+    confidence = probs.max(axis=1)
+    hit = vote_dist[np.arange(len(probs)), probs.argmax(axis=1)]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(confidence[in_bin].mean() - hit[in_bin].mean())
+    return float(total)
+
+
+def ferplus_metrics(probs: np.ndarray, paths: list[str] | None, votes_csv: str | Path) -> dict:
+    """FER+ majority accuracy (images with a clear 7-class majority) and ECE against the votes."""
+    from training.ferplus import align, read_votes
+    if paths is None:
+        raise data_mod.DatasetError("--ferplus needs a class-folder dataset (the CSV names its files)")
+    dist, majority = align(paths, read_votes(votes_csv))
+    clear = majority >= 0
+    covered = dist.sum(axis=1) > 0
+    accuracy = float((probs[clear].argmax(axis=1) == majority[clear]).mean()) if clear.any() else 0.0
+    return {"ferplus": {"accuracy": round(accuracy, 4), "n": int(clear.sum())},
+            "ece": round(expected_calibration_error(probs[covered], dist[covered]), 4),
+            "ece_n": int(covered.sum()), "ece_bins": ECE_BINS}
+
+
+def corruption_table(predictor: Predictor, x: np.ndarray, y: np.ndarray, clean_accuracy: float,
+                     tta: bool = False, seed: int = 0, batch_size: int = 64) -> list[dict]:
+    """Accuracy under each camera corruption alone, and its drop in points from clean."""
+    from training.corruptions import CORRUPTIONS, corrupt
+    rows = []
+    for name in CORRUPTIONS:
+        probs = predict_probs(predictor, corrupt(x, name, seed), tta=tta, batch_size=batch_size)
+        accuracy = float((probs.argmax(axis=1) == y).mean())
+        rows.append({"corruption": name, "accuracy": round(accuracy, 4),
+                     "drop_pt": round(100 * (clean_accuracy - accuracy), 2)})
+    return rows
+
+
+def format_corruptions(rows: list[dict], clean_accuracy: float) -> str:
+    lines = [f"{'corruption':<18} {'accuracy':>8} {'drop (pt)':>9}",
+             f"{'none':<18} {clean_accuracy:>8.4f} {0.0:>9.2f}"]
+    lines += [f"{r['corruption']:<18} {r['accuracy']:>8.4f} {r['drop_pt']:>9.2f}" for r in rows]
+    return "\n".join(lines)
+
+
 def evaluate(model: str | Path, data: str | Path, usage: str | None = None, tta: bool = False,
              json_out: str | Path | None = None, report_dir: str | Path | None = None,
-             batch_size: int = 64) -> dict:
+             batch_size: int = 64, ferplus: str | Path | None = None,
+             corruptions: bool = False) -> dict:
     """Evaluate a model file on a dataset; optionally write the JSON and the report files."""
     predictor = load_predictor(model)
     size, channels = predictor.input_shape[0], predictor.input_shape[2]
@@ -72,6 +131,12 @@ def evaluate(model: str | Path, data: str | Path, usage: str | None = None, tta:
     result = evaluate_arrays(predictor, dataset.x, dataset.y, tta=tta, batch_size=batch_size)
     result.update(model=str(model), data=str(data), usage=usage, skipped=dataset.skipped,
                   data_fingerprint=dataset.fingerprint())
+    if ferplus:
+        probs = predict_probs(predictor, dataset.x, tta=tta, batch_size=batch_size)
+        result.update(ferplus_metrics(probs, dataset.paths, ferplus))
+    if corruptions:
+        result["corruptions"] = corruption_table(predictor, dataset.x, dataset.y, result["accuracy"],
+                                                 tta=tta, batch_size=batch_size)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(result, indent=2))

@@ -23,10 +23,9 @@ import numpy as np
 
 from moodstream.emotions import EMOTIONS
 from training import data as data_mod
-from training.evaluate import evaluate_arrays
+from training.evaluate import corruption_table, evaluate_arrays, ferplus_metrics, predict_probs
 from training.serving import (KerasPredictor, ServingError, TFLitePredictor, inference_model,
                               load_keras)
-from training.tune import DEFAULT_SIGMAS, blur_sigma, matmul_blur, tune_blur
 
 log = logging.getLogger(__name__)
 
@@ -261,9 +260,24 @@ def _load_eval_sets(meta: dict, val_source: str | None, calib_source: str | None
     return val, calibration
 
 
+def quality_metrics(predictor, val: data_mod.Dataset, plain: dict, votes_csv: str | None) -> dict:
+    """FER+ accuracy and ECE (plain and with flip TTA) and the camera-corruption table."""
+    out: dict = {}
+    if votes_csv and val.paths is not None:
+        plain_probs = predict_probs(predictor, val.x)
+        tta_probs = predict_probs(predictor, val.x, tta=True)
+        out.update(ferplus_metrics(plain_probs, val.paths, votes_csv))
+        tta_fp = ferplus_metrics(tta_probs, val.paths, votes_csv)
+        out["ferplus_tta"], out["ece_tta"] = tta_fp["ferplus"], tta_fp["ece"]
+    rows = corruption_table(predictor, val.x, val.y, plain["accuracy"])
+    out["corruptions"] = rows
+    out["corruption_worst_drop_pt"] = max(r["drop_pt"] for r in rows)
+    return out
+
+
 def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candidate], tta: dict,
                plain: dict, meta: dict, input_shape: tuple, val_source: str, has_h5: bool,
-               blur: dict | None = None) -> Path:
+               quality: dict) -> Path:
     cfg = meta.get("config", {})
     trained_at = meta.get("finished_at") or meta.get("checkpoint_modified")
     card = {
@@ -276,13 +290,14 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
                                     "for little extra throughput on a small CPU",
                     "chosen_by": f"most faces per CPU-second at batch {SPEED_BATCH} within "
                                  f"{ACCURACY_TOLERANCE * 100:.1f} pt of the float32 model",
-                    "candidates": [c.row() for c in candidates], "inference_blur": blur},
+                    "candidates": [c.row() for c in candidates]},
         "metrics": {"val_accuracy": plain["accuracy"], "val_accuracy_tta": tta["accuracy"],
                     "val_accuracy_float32_keras": reference_accuracy(candidates),
                     "val_n": plain["n"], "val_data": val_source,
                     "val_fingerprint": meta.get("val_fingerprint"),
                     "per_class": plain["per_class"], "per_class_tta": tta["per_class"],
-                    "confusion_matrix": plain["confusion_matrix"], "measured_with": chosen.path.name},
+                    "confusion_matrix": plain["confusion_matrix"], "measured_with": chosen.path.name,
+                    **quality},
         "training": {"data_fingerprint": meta.get("train_fingerprint"),
                      "train_counts": meta.get("train_counts"), "config": cfg,
                      "backend": meta.get("backend"),
@@ -299,7 +314,7 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
 
 def export(run: str | None = None, model: str | None = None, out: str | Path = "models",
            name: str = "emotion", val: str | None = None, calibration_data: str | None = None,
-           speed_seconds: float = 2.0, blur_sigmas: tuple[float, ...] | None = DEFAULT_SIGMAS) -> Path:
+           speed_seconds: float = 2.0, ferplus: str | None = None) -> Path:
     """Write <name>.keras/.h5/serving artefact/card.json into `out`; returns the card path."""
     source = resolve_model(run, model)
     meta = run_metadata(source)
@@ -308,12 +323,7 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
     net = inference_model(load_keras(source))
     shape = tuple(int(d) for d in net.input_shape[1:])
     val_set, calibration = _load_eval_sets(meta, val, calibration_data, shape[0], shape[2])
-    blur = None
-    if blur_sigmas:  # None / empty: keep the trained serving blur as it is
-        net, blur = tune_blur(net, val_set.x, val_set.y, blur_sigmas)
-    if blur_sigma(net):  # same blur as two small matrix products: ~1.45x faster to serve
-        net = matmul_blur(net)
-        blur = {**(blur or {"chosen_sigma": None}), "implementation": "matmul (Dense layers)"}
+    votes_csv = ferplus or (None if val else meta.get("config", {}).get("ferplus_val"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # Everything is staged beside `out` and moved in at the end, card last: a failed export
@@ -337,8 +347,9 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
         plain = evaluate_arrays(predictor, val_set.x, val_set.y)
         tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
         val_source = val or meta.get("config", {}).get("val", "")
+        quality = quality_metrics(predictor, val_set, plain, votes_csv)
         card = write_card(stage, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
-                          h5 is not None, blur)
+                          h5 is not None, quality)
         for staged in sorted(stage.iterdir(), key=lambda p: p == card):  # the card goes last
             os.replace(staged, out / staged.name)
     card, final = out / card.name, out / final.name

@@ -16,8 +16,6 @@ from keras import layers
 
 from moodstream.emotions import EMOTIONS
 
-from moodstream.model_layers import InferenceBlur
-
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +25,6 @@ class ModelSpec:
     channels: int = 1
     num_classes: int = len(EMOTIONS)
     augment: dict | None = None  # see augmentation_block; None disables it
-    serve_blur: float = 0.0  # inference-only Gaussian blur (moodstream.model_layers.InferenceBlur)
     weights: str = "none"  # transfer models only: "imagenet" or "none" or a path
     width: float = 1.0  # channel multiplier for moodnet
     dropout: float = 0.3
@@ -89,8 +86,6 @@ def _input_and_stem(spec: ModelSpec, scale: str = "unit"):
     """
     inputs = keras.Input((spec.input_size, spec.input_size, spec.channels), name="pixels")
     x = inputs
-    if spec.serve_blur > 0:
-        x = InferenceBlur(spec.serve_blur, name="serve_blur")(x)
     for layer in augmentation_block(spec.augment):
         x = layer(x)
     if scale == "unit":  # [0, 1], as the seeds normalised

@@ -16,18 +16,24 @@ import numpy as np
 
 from moodstream.emotions import EMOTIONS
 from training import data as data_mod
+from training import ferplus
 from training.config import TrainConfig
+from training.corruptions import random_camera_corruption
 from training.models import ModelSpec, build_model
 
 log = logging.getLogger(__name__)
 
 
-class MixupBatches(keras.utils.PyDataset):
-    """Shuffled one-hot batches with optional mixup; plain numpy, so any backend runs it."""
+class TrainBatches(keras.utils.PyDataset):
+    """Shuffled batches of (soft) targets with optional camera corruption and mixup.
 
-    def __init__(self, x, y_onehot, batch_size, alpha, seed, **kwargs):
+    Plain numpy and OpenCV, so any backend runs it.
+    """
+
+    def __init__(self, x, y, batch_size, alpha, seed, corruption=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.x, self.y, self.batch_size, self.alpha = x, y_onehot, batch_size, alpha
+        self.x, self.y, self.batch_size, self.alpha = x, y, batch_size, alpha
+        self.corruption = corruption
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
 
@@ -36,7 +42,10 @@ class MixupBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i):
         idx = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x, y = self.x[idx].astype("float32"), self.y[idx]
+        x, y = self.x[idx], self.y[idx]
+        if self.corruption > 0:
+            x = random_camera_corruption(x, self.rng, self.corruption)
+        x = x.astype("float32")
         if self.alpha > 0:
             lam = self.rng.beta(self.alpha, self.alpha, size=(len(idx), 1)).astype("float32")
             perm = self.rng.permutation(len(idx))
@@ -85,8 +94,23 @@ def load_splits(cfg: TrainConfig) -> tuple[data_mod.Dataset, data_mod.Dataset]:
     return train, val
 
 
-def build_callbacks(cfg: TrainConfig, run: Path) -> list[keras.callbacks.Callback]:
-    callbacks = [
+class FerPlusAccuracy(keras.callbacks.Callback):
+    """Adds val_ferplus_accuracy (clear FER+ majorities) to each epoch's logs, for the CSV."""
+
+    def __init__(self, x: np.ndarray, majority: np.ndarray):
+        super().__init__()
+        keep = majority >= 0
+        self.x, self.majority = x[keep].astype("float32"), majority[keep]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and len(self.x):
+            probs = self.model.predict(self.x, batch_size=256, verbose=0)
+            logs["val_ferplus_accuracy"] = float((probs.argmax(1) == self.majority).mean())
+
+
+def build_callbacks(cfg: TrainConfig, run: Path,
+                    extra: list[keras.callbacks.Callback] = ()) -> list[keras.callbacks.Callback]:
+    callbacks = [*extra,
         keras.callbacks.ModelCheckpoint(run / "best.keras", monitor="val_accuracy", mode="max",
                                         save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
@@ -106,7 +130,6 @@ def compile_model(cfg: TrainConfig) -> keras.Model:
     if cfg.precision != "float32":
         keras.mixed_precision.set_global_policy(cfg.precision)
     spec = ModelSpec(input_size=cfg.input_size, channels=cfg.channels, augment=cfg.augment,
-                     serve_blur=cfg.serve_blur,
                      weights=cfg.weights, width=cfg.width, dropout=cfg.dropout)
     model = build_model(cfg.model, spec)
     lr = cfg.stages[0][0] if cfg.schedule == "stages" else cfg.lr
@@ -134,24 +157,45 @@ def train(cfg: TrainConfig) -> Path:
             "skipped": train_set.skipped, "argv": sys.argv, "machine": machine_description()}
     (run / "run_config.json").write_text(json.dumps(meta, indent=2))
 
+    targets = training_targets(cfg, train_set)
+    meta["targets"] = targets.counts
+    (run / "run_config.json").write_text(json.dumps(meta, indent=2))
+    print(f"training in {run}; if it stops, resume with the same command "
+          f"(python -m training train ... --run-dir {run})", flush=True)
     model = compile_model(cfg)
-    y_train = keras.utils.to_categorical(train_set.y, len(EMOTIONS))
     y_val = keras.utils.to_categorical(val_set.y, len(EMOTIONS))
     weights = data_mod.class_weights(train_set.y) if cfg.balance == "class_weights" else None
     verbose = 1 if sys.stdout.isatty() else 2
     fit_args = dict(epochs=cfg.total_epochs(), validation_data=(val_set.x.astype("float32"), y_val),
-                    callbacks=build_callbacks(cfg, run), class_weight=weights, verbose=verbose)
-    if cfg.mixup > 0:
-        batches = MixupBatches(train_set.x, y_train, cfg.batch_size, cfg.mixup, cfg.seed)
-        model.fit(batches, **fit_args)
-    else:
-        model.fit(train_set.x.astype("float32"), y_train, batch_size=cfg.batch_size, shuffle=True,
-                  **fit_args)
+                    callbacks=build_callbacks(cfg, run, ferplus_callback(cfg, val_set)),
+                    class_weight=weights, verbose=verbose)
+    batches = TrainBatches(train_set.x[targets.keep], targets.y, cfg.batch_size, cfg.mixup,
+                           cfg.seed, corruption=cfg.camera_corruption)
+    model.fit(batches, **fit_args)
     meta["train_seconds"] = round(time.time() - started, 1)
     meta["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     meta["val_metrics"] = write_run_reports(run, val_set)
     (run / "run_config.json").write_text(json.dumps(meta, indent=2))
     return run
+
+
+def training_targets(cfg: TrainConfig, train_set: data_mod.Dataset) -> ferplus.Targets:
+    votes = None
+    if cfg.ferplus_train:
+        if train_set.paths is None:
+            raise data_mod.DatasetError("FER+ votes need a class-folder training set (image paths)")
+        votes = ferplus.read_votes(cfg.ferplus_train)
+    targets = ferplus.build_targets(train_set.y, train_set.paths, votes, cfg.label_mode,
+                                    cfg.fer_label_weight)
+    log.info("label mode %s: %s", cfg.label_mode, targets.counts)
+    return targets
+
+
+def ferplus_callback(cfg: TrainConfig, val_set: data_mod.Dataset) -> list[keras.callbacks.Callback]:
+    if not cfg.ferplus_val or val_set.paths is None:
+        return []
+    _, majority = ferplus.align(val_set.paths, ferplus.read_votes(cfg.ferplus_val))
+    return [FerPlusAccuracy(val_set.x, majority)]
 
 
 def write_run_reports(run: Path, val_set: data_mod.Dataset) -> dict:

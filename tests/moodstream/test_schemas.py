@@ -33,7 +33,7 @@ def test_detection_round_trip_and_frame_key():
                                    "probs": PROBS, "smoothed": PROBS}])
     back = DetectionMessage.from_bytes(msg.to_bytes())
     assert back == msg
-    assert back.frame_key == "c1|s1|3"
+    assert back.frame_key == "c1|s1|0|3"
     assert json.loads(msg.to_bytes())["v"] == 1
 
 

@@ -46,6 +46,19 @@ def write_csv(path: Path, x: np.ndarray, y: np.ndarray, usage: list[str] | None 
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Decoded-dataset caches and default run dirs go to a temporary XDG cache, not the user's."""
+    import os
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture
 def faces():
     return synthetic_faces()
