@@ -5,12 +5,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 SOURCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast test-deps bench clean
+.PHONY: venv venv-test demo test test-fast test-deps bench clean
 
 venv: $(STAMP)
+
+venv-test: $(TEST_STAMP)
+
+# Production pins (requirements.lock) for the product; test-only pins on top for `make test`.
+$(TEST_STAMP): $(STAMP) requirements-test.lock
+	$(BIN)/python -m pip install -q -r requirements-test.lock
+	touch $(TEST_STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
@@ -27,13 +35,13 @@ demo: venv
 test-deps:
 	@sh scripts/ensure_test_deps.sh
 
-test: venv test-deps
+test: venv-test test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: venv
+bench: venv-test
 	$(BIN)/python -m benchmarks
 
 clean:
