@@ -46,6 +46,12 @@ Per camera::
                                        when that frame reached Redis: capture->visible
                                        latency = applied_at - capture_ts)
     {p}:alerts:open              HASH  C -> alert JSON, for cameras with an open alert
+
+Launcher (``moodstream demo`` / ``analyze``)::
+
+    {p}:workers                  HASH  worker or embedded server name -> JSON {name, kind,
+                                       pid, restarts, last_exit, state, updated_at}; TTL
+                                       30 s, refreshed each second while the launcher runs
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ class RedisKeys:
     @property
     def open_alerts(self) -> str:
         return f"{self.prefix}:alerts:open"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
 
     # --- per session ---
     def _session(self, session_id: str, part: str) -> str:
