@@ -23,8 +23,9 @@ import numpy as np
 
 from moodstream.emotions import EMOTIONS
 from training import data as data_mod
+from training.legacy_h5 import save_legacy_h5
 from training.evaluate import corruption_table, evaluate_arrays, ferplus_metrics, predict_probs
-from training.serving import (KerasPredictor, ServingError, TFLitePredictor, inference_model,
+from training.serving import (KerasPredictor, RunnerPredictor, ServingError, inference_model,
                               load_keras)
 
 log = logging.getLogger(__name__)
@@ -111,55 +112,14 @@ def convert_tflite(saved_model_dir: Path, out: Path, variant: str,
     return out
 
 
-def _layer(class_name: str, name: str, config: dict, source: str, in_shape: list) -> dict:
-    tensor = {"class_name": "__keras_tensor__",
-              "config": {"shape": in_shape, "dtype": "float32", "keras_history": [source, 0, 0]}}
-    return {"module": "keras.layers", "class_name": class_name, "registered_name": None,
-            "name": name, "config": {"name": name, **config},
-            "inbound_nodes": [{"args": [tensor], "kwargs": {}}]}
-
-
-def legacy_h5_model(model):
-    """`model` rewired so the legacy HDF5 loader rebuilds it faithfully.
-
-    Keras' H5 loader drops a multi-axis LayerNormalization `axis` (it keeps only
-    1-element lists), silently turning per-image standardisation into a no-op over
-    one channel. A weightless LayerNormalization over every non-batch axis equals
-    Reshape(-1) -> LayerNormalization(-1) -> Reshape(back), which survives H5.
-    """
-    import keras
-    config = model.get_config()
-    layers = []
-    for layer in config["layers"]:
-        cfg = layer["config"]
-        shape = (layer.get("build_config") or {}).get("input_shape")
-        if (layer["class_name"] != "LayerNormalization" or not isinstance(cfg.get("axis"), list)
-                or len(cfg["axis"]) < 2 or cfg.get("center") or cfg.get("scale") or not shape
-                or sorted(a % len(shape) for a in cfg["axis"]) != list(range(1, len(shape)))):
-            layers.append(layer)
-            continue
-        name, source = layer["name"], layer["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0]
-        flat = [None, int(np.prod(shape[1:]))]
-        layers.append(_layer("Reshape", f"{name}_flat", {"target_shape": [-1]}, source, list(shape)))
-        layers.append(_layer("LayerNormalization", f"{name}_1d",
-                             {**cfg, "name": f"{name}_1d", "axis": -1}, f"{name}_flat", flat))
-        layers.append(_layer("Reshape", name, {"target_shape": list(shape[1:])}, f"{name}_1d", flat))
-    rewired = keras.Model.from_config({**config, "layers": layers})
-    rewired.set_weights(model.get_weights())
-    return rewired
-
-
-def save_legacy_h5(model, path: Path, probe: np.ndarray) -> Path | None:
-    """Write the legacy .h5 and prove it reloads to the same predictions; else drop it."""
-    import keras
-    legacy = legacy_h5_model(model)
-    legacy.save(path)
-    reloaded = keras.saving.load_model(path, compile=False)
-    faces = probe.astype(np.float32)
-    gap = float(np.abs(np.asarray(reloaded(faces)) - np.asarray(model(faces, training=False))).max())
-    if gap > 1e-4:
-        log.warning("legacy %s reloads with different predictions (max gap %.3g); not shipped", path, gap)
-        path.unlink()
+def export_onnx(model, path: Path) -> Path | None:
+    """The float32 model as ONNX (tf2onnx): the GPU artefact, run by ONNX Runtime's CUDA or
+    TensorRT provider. None, with a warning, when the converter is not installed or fails."""
+    try:
+        model(np.zeros((1, *model.input_shape[1:]), np.float32))  # export needs a called model
+        model.export(str(path), format="onnx", verbose=False)
+    except Exception as exc:  # tf2onnx missing or failing: ship without the GPU artefact
+        log.warning("ONNX export failed, no GPU artefact: %s", str(exc).splitlines()[0][:200])
         return None
     return path
 
@@ -174,6 +134,9 @@ def build_candidates(model, workdir: Path, calibration: np.ndarray | None) -> li
     except ImportError:
         log.warning("TensorFlow missing: only the .keras serving format is possible")
         return candidates
+    onnx = export_onnx(model, workdir / "model.onnx")
+    if onnx is not None:
+        candidates.append(Candidate("onnx", "float32", onnx))
     saved = _saved_model(model, workdir / "saved_model")
     for variant in ("float32", "dynamic_range", "int8"):
         path = workdir / f"model_{variant}.tflite"
@@ -198,7 +161,7 @@ def measure(candidates: list[Candidate], model, val: data_mod.Dataset, seconds: 
         if cand.format == "keras":
             predictor = KerasPredictor(model, jit=cand.variant == "xla")
         else:
-            predictor = TFLitePredictor(cand.path)
+            predictor = RunnerPredictor(cand.path)
         cand.accuracy = evaluate_arrays(predictor, val.x, val.y)["accuracy"]
         cand.size_bytes = cand.path.stat().st_size
         predictors.append(predictor)
@@ -275,9 +238,32 @@ def quality_metrics(predictor, val: data_mod.Dataset, plain: dict, votes_csv: st
     return out
 
 
+def _stage_serving(chosen: Candidate, candidates: list[Candidate], stage: Path,
+                   name: str) -> tuple[Path, Path | None]:
+    """Copy the CPU serving artefact and the ONNX (GPU) artefact into `stage`; record the
+    shipped file names in the candidates instead of the temporary ones."""
+    final = stage / f"{name}.{chosen.format}"
+    if chosen.format != "keras":
+        shutil.copyfile(chosen.path, final)
+    onnx = next((c for c in candidates if c.format == "onnx"), None)
+    gpu = None
+    if onnx is not None:
+        gpu = stage / f"{name}.onnx"
+        if onnx is not chosen:
+            shutil.copyfile(onnx.path, gpu)
+    for cand in candidates:
+        cand.path = (final if cand is chosen else gpu if cand is onnx
+                     else Path(cand.path.name))
+    return final, gpu
+
+
+RUNTIMES = {"tflite": "litert (ai-edge-litert, XNNPACK)", "onnx": "onnxruntime",
+            "keras": "tensorflow"}
+
+
 def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candidate], tta: dict,
                plain: dict, meta: dict, input_shape: tuple, val_source: str, has_h5: bool,
-               quality: dict) -> Path:
+               quality: dict, gpu: Path | None = None) -> Path:
     cfg = meta.get("config", {})
     trained_at = meta.get("finished_at") or meta.get("checkpoint_modified")
     card = {
@@ -285,7 +271,10 @@ def write_card(out: Path, name: str, chosen: Candidate, candidates: list[Candida
         "input": {"size": int(input_shape[0]), "channels": int(input_shape[2]), "dtype": "float32",
                   "range": [0, 255], "layout": "NHWC"},
         "serving": {"format": chosen.format, "path": chosen.path.name, "variant": chosen.variant,
-                    "jit_compile": chosen.variant == "xla",
+                    "runtime": RUNTIMES[chosen.format], "jit_compile": chosen.variant == "xla",
+                    "gpu": None if gpu is None else {
+                        "format": "onnx", "path": gpu.name, "variant": "float32",
+                        "runtime": "onnxruntime (TensorRT or CUDA execution provider)"},
                     "batch_advice": "batch up to 64 faces per call; larger batches add latency "
                                     "for little extra throughput on a small CPU",
                     "chosen_by": f"most faces per CPU-second at batch {SPEED_BATCH} within "
@@ -334,27 +323,23 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
         candidates = build_candidates(net, work, calibration)
         measure(candidates, net, val_set, speed_seconds)
         chosen = choose(candidates)
-        final = stage / (f"{name}.keras" if chosen.format == "keras" else f"{name}.tflite")
         net.save(stage / f"{name}.keras")
         h5 = save_legacy_h5(net, stage / f"{name}.h5", val_set.x[:32])  # as seed FER-DL shipped
-        if chosen.format == "tflite":
-            shutil.copyfile(chosen.path, final)
-            predictor = TFLitePredictor(final)
-        else:
-            predictor = KerasPredictor(net, jit=chosen.variant == "xla")
-        for cand in candidates:  # record the shipped file names, not the temp ones
-            cand.path = final if cand is chosen else Path(cand.path.name)
+        final, gpu = _stage_serving(chosen, candidates, stage, name)
+        predictor = (KerasPredictor(net, jit=chosen.variant == "xla") if chosen.format == "keras"
+                     else RunnerPredictor(final))
         plain = evaluate_arrays(predictor, val_set.x, val_set.y)
         tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
         val_source = val or meta.get("config", {}).get("val", "")
         quality = quality_metrics(predictor, val_set, plain, votes_csv)
         card = write_card(stage, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
-                          h5 is not None, quality)
+                          h5 is not None, quality, gpu)
         for staged in sorted(stage.iterdir(), key=lambda p: p == card):  # the card goes last
             os.replace(staged, out / staged.name)
     card, final = out / card.name, out / final.name
     stale = [f"{name}.h5"] if h5 is None else []
     stale += [f"{name}.tflite"] if chosen.format != "tflite" else []
+    stale += [f"{name}.onnx"] if gpu is None else []
     for leftover in stale:  # from an earlier export; the card no longer names them
         (out / leftover).unlink(missing_ok=True)
     log.info("serving %s (%s): val accuracy %.4f, with TTA %.4f", final, chosen.variant,

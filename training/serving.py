@@ -1,21 +1,19 @@
-"""Batched inference on every artefact `export` can write: .keras, TFLite, SavedModel.
+"""Batched inference on every artefact `export` can write: .keras, TFLite, ONNX, SavedModel.
 
 All predictors take raw face crops (N, H, W, C) in [0, 255] (uint8 or float32) and
 return softmax probabilities (N, 7) in moodstream.emotions.EMOTIONS order. The
-Keras predictor runs on any backend; the TFLite / SavedModel ones need TensorFlow
-and are imported lazily so the rest of training never depends on it.
+Keras predictor runs on any backend; TFLite and ONNX go through the detector's own
+runner (moodstream.inference: LiteRT, ONNX Runtime), SavedModel needs TensorFlow.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-SERVING_FORMATS = ("tflite", "saved_model", "keras")
+SERVING_FORMATS = ("tflite", "onnx", "saved_model", "keras")
 
 
 class ServingError(RuntimeError):
@@ -73,37 +71,26 @@ class KerasPredictor:
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 7), np.float32)
 
 
-class TFLitePredictor:
-    """A .tflite file through the TF Lite interpreter (XNNPACK on CPU)."""
+class RunnerPredictor:
+    """A serving artefact through moodstream's one inference runner (moodstream.inference):
+    .tflite through LiteRT, .onnx through ONNX Runtime, exactly as the detector runs it."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        tf = _tf()
+        from moodstream.inference import InferenceError, onnx_runner, tflite_runner
+        factory = onnx_runner if Path(path).suffix == ".onnx" else tflite_runner
         try:
-            with warnings.catch_warnings():  # tf.lite's "moving to ai-edge-litert" notice
-                warnings.simplefilter("ignore", UserWarning)
-                self.interpreter = tf.lite.Interpreter(model_path=str(path),
-                                                       num_threads=threads or os.cpu_count() or 1)
-        except (ValueError, RuntimeError) as exc:
-            raise ServingError(f"cannot load TFLite model {path}: {exc}") from None
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-        self.input_shape = tuple(int(d) for d in self._input["shape"][1:])
-        self._batch = -1
-
-    def _resize(self, batch_size: int) -> None:
-        if batch_size != self._batch:
-            self.interpreter.resize_tensor_input(self._input["index"], [batch_size, *self.input_shape])
-            self.interpreter.allocate_tensors()
-            self._batch = batch_size
+            self._run = factory(path, threads)
+        except InferenceError as exc:
+            raise ServingError(str(exc)) from None
+        self.input_shape = self._run.input_shape
+        self.runtime = self._run.runtime
 
     def predict(self, faces: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        out = []
-        for chunk in _chunks(faces, batch_size):
-            self._resize(len(chunk))
-            self.interpreter.set_tensor(self._input["index"], chunk.astype(self._input["dtype"]))
-            self.interpreter.invoke()
-            out.append(self.interpreter.get_tensor(self._output["index"]).copy())
+        out = [self._run(chunk.astype(np.float32)) for chunk in _chunks(faces, batch_size)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 7), np.float32)
+
+
+TFLitePredictor = OnnxPredictor = RunnerPredictor
 
 
 class SavedModelPredictor:
@@ -203,11 +190,12 @@ def load_predictor(path: str | Path, fmt: str | None = None, jit: bool = True) -
     """Open any artefact by its format (guessed from the path when not given)."""
     path = Path(path)
     if fmt is None:
-        fmt = ("tflite" if path.suffix == ".tflite" else "saved_model" if path.is_dir() else "keras")
+        fmt = (path.suffix[1:] if path.suffix in (".tflite", ".onnx")
+               else "saved_model" if path.is_dir() else "keras")
     if not path.exists():
         raise ServingError(f"model not found: {path}")
-    if fmt == "tflite":
-        return TFLitePredictor(path)
+    if fmt in ("tflite", "onnx"):
+        return RunnerPredictor(path)
     if fmt == "saved_model":
         return SavedModelPredictor(path)
     if fmt == "keras":

@@ -80,7 +80,11 @@ def test_export_writes_artefacts_and_card(exported):
     chosen = next(c for c in card["serving"]["candidates"] if c["path"] == card["serving"]["path"])
     best = max(c["accuracy"] for c in card["serving"]["candidates"] if c["variant"] == "xla")
     assert chosen["accuracy"] >= best - 0.005
-    assert {"val_accuracy", "val_accuracy_tta", "per_class"} <= set(card["metrics"])
+    assert {"val_accuracy", "val_accuracy_tta", "per_class", "corruptions",
+            "corruption_worst_drop_pt"} <= set(card["metrics"])
+    assert [r["corruption"] for r in card["metrics"]["corruptions"]][:2] == ["jpeg_q30", "blur_sigma1"]
+    assert card["serving"]["runtime"] and card["serving"]["gpu"]["path"] == "emotion.onnx"
+    assert (out / "emotion.onnx").is_file()
     assert len(card["training"]["data_fingerprint"]) == 16
     assert card["training"]["config"]["model"] == "moodnet" and card["exported"]["date"]
 
@@ -92,6 +96,9 @@ def test_exported_keras_is_a_float32_inference_model_without_optimizer(exported,
         assert "optimizer" not in h5py.File(fh, "r")  # no optimizer state shipped
     assert all(layer.dtype_policy.name == "float32" for layer in model.layers)
     assert not any(type(layer).__name__.startswith("Random") for layer in model.layers)
+    # sharp training data: no inference-time blur layer of any kind in the shipped model
+    assert not any("blur" in layer.name.lower() or "Blur" in type(layer).__name__
+                   for layer in model.layers)
     legacy = load_keras(out / "emotion.h5")
     faces = synthetic_faces(per_class=2, seed=5)[0].astype("float32")
     np.testing.assert_allclose(np.asarray(legacy(faces)), np.asarray(model(faces)), atol=1e-5)
@@ -108,6 +115,14 @@ def test_serving_artefact_matches_keras_predictions(exported):
     np.testing.assert_allclose(probs, reference, atol=tolerance)
     # one face at a time gives the same answer as a batch (no batch statistics anywhere)
     np.testing.assert_allclose(served.predict(faces[:1], batch_size=1), probs[:1], atol=1e-5)
+
+
+def test_onnx_gpu_artefact_matches_keras_predictions(exported):
+    out, card = exported
+    faces = synthetic_faces(per_class=4, seed=9)[0]
+    onnx = load_predictor(out / card["serving"]["gpu"]["path"])
+    np.testing.assert_allclose(onnx.predict(faces), load_predictor(out / "emotion.keras").predict(faces),
+                               atol=1e-4)
 
 
 def test_float32_tflite_matches_keras_exactly(exported, tmp_path):

@@ -97,3 +97,49 @@ def test_train_cli_reports_missing_votes_file_in_one_line(tmp_path, capsys):
                  "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: FER+ file not found") and "\n" not in err
+
+
+def _votes_for(root, tmp_path, name):
+    """A FER+ CSV agreeing with each folder label (8 votes) plus 2 neutral votes."""
+    column = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
+              "neutral": "neutral", "sad": "sadness", "surprise": "surprise"}
+    rows = [HEADER]
+    for path in sorted(root.rglob("*.png")):
+        votes = {column[path.parent.name]: 8}
+        votes["neutral"] = votes.get("neutral", 0) + 2
+        rows.append(_row(f"{path.parent.name}/{path.name}", **votes))
+    csv = tmp_path / name
+    csv.write_text("\n".join(rows) + "\n")
+    return csv
+
+
+@pytest.mark.slow
+def test_mix_training_and_ferplus_evaluation_end_to_end(tiny_run, tmp_path, capsys):
+    import csv as csv_mod
+    import json
+    train_csv = _votes_for(tiny_run["train"], tmp_path, "train.csv")
+    val_csv = _votes_for(tiny_run["val"], tmp_path, "val.csv")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_run["train"]), "--val", str(tiny_run["val"]),
+                 "--run-dir", str(run), "--set", "width=0.25", "--set", "batch_size=16",
+                 "--set", "jit_compile=false", "--set", "schedule=cosine", "--epochs", "1",
+                 "--set", "label_mode=mix", "--set", f"ferplus_train={train_csv}",
+                 "--set", f"ferplus_val={val_csv}", "--set", "camera_corruption=0.5"]) == 0
+    assert "resume with the same command" in capsys.readouterr().out
+    meta = json.loads((run / "run_config.json").read_text())
+    assert meta["targets"]["kept"] == 42 and meta["config"]["label_mode"] == "mix"
+    with (run / "history.csv").open() as fh:
+        row = next(csv_mod.DictReader(fh))
+    assert 0.0 <= float(row["val_ferplus_accuracy"]) <= 1.0
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(run / "best.keras"), "--data", str(tiny_run["val"]),
+                 "--ferplus", str(val_csv), "--corruptions", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert {"accuracy", "n", "per_class", "confusion_matrix"} <= set(result)  # keys kept
+    assert result["ferplus"]["n"] == 21 and 0.0 <= result["ferplus"]["accuracy"] <= 1.0
+    assert 0.0 <= result["ece"] <= 1.0
+    assert [r["corruption"] for r in result["corruptions"]] == [
+        "jpeg_q30", "blur_sigma1", "brightness_x0.6", "brightness_x1.4", "downup_20px",
+        "rotate_15deg", "shift_6px"]
+    assert "FER+ majority accuracy" in printed and "downup_20px" in printed

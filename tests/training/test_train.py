@@ -42,7 +42,7 @@ def test_interrupted_run_resumes_from_backup(tiny_run, tmp_path, monkeypatch):
                               "epochs=3"], data=[str(tiny_run["train"])], val=str(tiny_run["val"]),
                        run_dir=str(tmp_path / "run"))
     monkeypatch.setattr(train_mod, "build_callbacks",
-                        lambda c, r: original(c, r) + [StopAfterFirstEpoch()])
+                        lambda c, r, extra=(): original(c, r, extra) + [StopAfterFirstEpoch()])
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(cfg)
     assert (tmp_path / "run" / "backup").is_dir()
