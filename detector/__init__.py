@@ -4,9 +4,13 @@
                        [--max-batch N] [--max-wait-ms MS] [--min-face PX] [--confidence C]
                        [--downscale W] [--detect-refresh-frames N]
                        [--cameras cameras.yaml] [--group-id detector]
+                       [--delivery-timeout-ms MS]
 
 Reads `{prefix}.frames`, writes one DetectionMessage per frame to `{prefix}.detections`
-and poison frames to `{prefix}.deadletter`. Every flag also has an env form
+and poison frames to `{prefix}.deadletter` (evidence only, never pixels; a poison frame
+whose headers parsed also gets a DetectionMessage with `skipped` set). Input offsets are
+committed only once everything sent for them is acknowledged (detector/service.py).
+Every flag also has an env form
 MOODSTREAM_DETECTOR_<FLAG> (e.g. MOODSTREAM_DETECTOR_MAX_BATCH). Run several processes
 with the same --group-id to share the frames partitions.
 

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")
     p.add_argument("--detector-id", help="name in each detection (default host:pid)")
+    p.add_argument("--delivery-timeout-ms", type=int,
+                   help="longest a send may wait for the broker's ack before its batch is "
+                        "re-read instead of committed (20000)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here (0 = off)")
     return p
 

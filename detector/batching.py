@@ -5,38 +5,56 @@ from __future__ import annotations
 import time
 
 from detector.pipeline import PendingFrame
+from moodstream.schemas import DetectionMessage
 
 
 class FrameBatch:
-    """Frames waiting for one emotion call, plus the input offsets they will settle.
+    """Frames waiting for one emotion call, and everything their commit depends on.
 
-    `offsets` holds, per (topic, partition), the next offset to commit once this batch
-    (and any dead-lettered records polled alongside it) has been produced and flushed.
+    - `entries`, in input order: a PendingFrame to classify, or the ready "skipped"
+      DetectionMessage of a dead-lettered frame (so detections keep their input order).
+    - `offsets`: per (topic, partition), the next offset to commit once every send of this
+      batch is acknowledged; `starts`: the first offset of each, where a failed delivery
+      rewinds the consumer to.
+    - `sends`: futures of what was already sent for this batch (dead letters).
     """
 
     def __init__(self, max_batch: int, max_wait_ms: float, clock=time.monotonic):
         self.max_batch, self.max_wait_s, self.clock = max_batch, max_wait_ms / 1000.0, clock
-        self.frames: list[PendingFrame] = []
+        self.entries: list[PendingFrame | DetectionMessage] = []
         self.offsets: dict = {}
+        self.starts: dict = {}
+        self.sends: list = []
         self.crops = 0
         self.started: float | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
 
+    @property
+    def frames(self) -> list[PendingFrame]:
+        return [e for e in self.entries if isinstance(e, PendingFrame)]
+
     def _touch(self, partition, offset: int | None) -> None:
         if self.started is None:
             self.started = self.clock()
         if partition is not None and offset is not None:
             self.offsets[partition] = max(self.offsets.get(partition, 0), offset + 1)
+            self.starts[partition] = min(self.starts.get(partition, offset), offset)
 
     def add(self, frame: PendingFrame, partition=None, offset: int | None = None) -> None:
-        self.frames.append(frame)
+        self.entries.append(frame)
         self.crops += len(frame.crops)
         self._touch(partition, offset)
 
-    def settle(self, partition, offset: int) -> None:
-        """A record handled outside the model (dead-lettered): commit it with this batch."""
+    def settle(self, partition, offset: int, sent=None,
+               skipped: DetectionMessage | None = None) -> None:
+        """A record handled outside the model (dead-lettered): commit it with this batch,
+        once `sent` (its dead letter's future) and its `skipped` detection are delivered."""
+        if sent is not None:
+            self.sends.append(sent)
+        if skipped is not None:
+            self.entries.append(skipped)
         self._touch(partition, offset)
 
     @property

@@ -16,6 +16,7 @@ import numpy as np
 
 from detector.classifier import EmotionModel
 from detector.faces import FaceBox, FaceDetector, crop_face
+from detector.jpeg import JpegHeaderError, read_jpeg_header
 from detector.roi import ExclusionMask
 from detector.scaling import DetectionScaler
 from detector.tracking import Track, Trackers
@@ -64,16 +65,25 @@ class FramePipeline:
         self.detector_id = detector_id
 
     def decode(self, jpeg: bytes | None, headers: FrameHeaders) -> np.ndarray:
+        """Checks sizes (bytes, the headers' word, then the JPEG's own header) before the
+        decoder allocates anything: see detector/jpeg.py for why."""
         if not jpeg:
             raise PoisonFrame("empty frame")
         if len(jpeg) > self.max_jpeg_bytes:
             raise PoisonFrame(f"oversized frame: {len(jpeg)} bytes > {self.max_jpeg_bytes}")
         if headers.width * headers.height > self.max_pixels:
             raise PoisonFrame(f"oversized frame: {headers.width}x{headers.height} (headers)")
+        try:
+            header = read_jpeg_header(jpeg)
+        except JpegHeaderError as exc:
+            raise PoisonFrame(str(exc)) from None
+        if header.pixels > self.max_pixels:
+            raise PoisonFrame(f"oversized frame: {header.width}x{header.height} (JPEG header) "
+                              f"> {self.max_pixels} pixels")
         frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if frame is None or frame.size == 0:
             raise PoisonFrame("corrupt frame: not a decodable JPEG")
-        if frame.shape[0] * frame.shape[1] > self.max_pixels:
+        if frame.shape[0] * frame.shape[1] > self.max_pixels:  # cannot happen past the header
             raise PoisonFrame(f"oversized frame: {frame.shape[1]}x{frame.shape[0]}")
         return frame
 
@@ -124,9 +134,9 @@ class FramePipeline:
 
     def messages(self, frames: list[PendingFrame], classify_ms: float) -> list[DetectionMessage]:
         """Detection messages for classified frames, with per-track smoothing applied."""
-        return [self._message(f, classify_ms) for f in frames]
+        return [self.message(f, classify_ms) for f in frames]
 
-    def _message(self, frame: PendingFrame, classify_ms: float) -> DetectionMessage:
+    def message(self, frame: PendingFrame, classify_ms: float) -> DetectionMessage:
         faces = []
         probs = frame.probs if frame.probs is not None else np.zeros((0, len(EMOTIONS)))
         for box, track, raw in zip(frame.boxes, frame.tracks, probs):
@@ -141,4 +151,12 @@ class FramePipeline:
         return DetectionMessage(camera_id=h.camera_id, session_id=h.session_id, seq=h.seq,
                                 capture_ts=h.capture_ts, offset_s=h.offset_s, frame_w=frame.frame_w,
                                 frame_h=frame.frame_h, faces=faces, excluded_faces=frame.excluded,
-                                timing=timing, detector_id=self.detector_id)
+                                timing=timing, detector_id=self.detector_id, run_id=h.run_id)
+
+    def skipped_message(self, headers: FrameHeaders, kind: str) -> DetectionMessage:
+        """The detection of a dead-lettered frame: no faces, `skipped` says why, so the
+        aggregator counts the frame as handled instead of waiting for it."""
+        h = headers
+        return DetectionMessage(camera_id=h.camera_id, session_id=h.session_id, seq=h.seq,
+                                capture_ts=h.capture_ts, offset_s=h.offset_s,
+                                detector_id=self.detector_id, run_id=h.run_id, skipped=kind)

@@ -1,9 +1,36 @@
 """The Kafka loop: poll frames, batch, classify, produce detections, then commit.
 
-At-least-once: input offsets are committed only after the detections (and dead letters)
-of those frames have been produced and the producer flushed. Frames are batched across
-partitions, so one inference call serves several cameras. A partition revoked in a
-rebalance first has its pending batch flushed and committed.
+Commit after acknowledgement. A batch's input offsets are committed only once every send
+made for it is acknowledged by the broker: its detections, the dead letters of its bad
+frames and their "skipped" detections (producer.flush(), then each future's result). A send
+the broker refused, or left unanswered for delivery_timeout_ms, fails the whole batch:
+
+- nothing of it is committed;
+- the consumer is rewound to the batch's first offset in each partition it still owns, so
+  the batch's frames are read and processed again; records of those partitions already
+  polled behind the batch are dropped, the rewind re-reads them too. A partition lost in a
+  rebalance needs no rewind: its next owner starts from the last commit;
+- the producer is replaced: one whose idempotence state the broker lost fails every later
+  send (seen on the embedded broker after a restart);
+- the loop waits (capped exponential backoff, 0.5 to 5 s) and carries on polling.
+
+Why this and not raising: it never loses a frame (no offset is committed ahead of
+delivered output) and never crash-loops (the process stays up and in its group, retrying
+while the broker is unhealthy); a restart would come back to the same batch and the same
+broker anyway. The price is duplicates: frames of a failed batch whose detections did get
+through are published again, and the aggregator applies a frame once (by camera, session,
+run and seq). What is sent is small and bounded (no pixels, no payload in dead letters),
+so an undeliverable batch means an unhealthy broker, not a bad frame: each one is logged
+and counted (delivery_failed). A frame whose detection cannot even be built is
+dead-lettered, so it cannot hold its partition back.
+
+Bad frames go to the dead-letter topic (moodstream.deadletter: no pixels) and, when their
+headers parsed, also to the detections topic as a DetectionMessage with `skipped` = the
+reason's kind and no faces, so the aggregator counts the frame as handled.
+
+Frames are batched across partitions, so one inference call serves several cameras. A
+partition revoked in a rebalance first has its pending batch flushed (and committed when
+delivered).
 """
 
 from __future__ import annotations
@@ -14,20 +41,33 @@ import time
 from collections import Counter
 
 from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from detector.batching import FrameBatch
+from detector.delivery import Backoff, unacknowledged
 from detector.metrics import DetectorMetrics
-from detector.pipeline import FramePipeline, PoisonFrame
+from detector.pipeline import FramePipeline, PendingFrame, PoisonFrame
 from detector.settings import DetectorSettings
 from moodstream.clients import ensure_topics, kafka_consumer, kafka_producer
-from moodstream.schemas import FrameHeaders, MessageError
+from moodstream.deadletter import DeadLetterSender, reason_kind, send_or_fail
+from moodstream.schemas import DetectionMessage, FrameHeaders, MessageError
 from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
 STATS_EVERY_S = 30.0
+FLUSH_MARGIN_S = 5.0  # beyond delivery_timeout_ms, by which every send has its answer
+
+
+def detector_producer(settings: DetectorSettings):
+    """A producer whose every send is answered within delivery_timeout_ms, and that blocks
+    a send() no longer than that either (e.g. waiting for a topic's metadata)."""
+    delivery_ms = settings.delivery_timeout_ms
+    return kafka_producer(settings, client_id=f"moodstream-{settings.group_id}",
+                          delivery_timeout_ms=delivery_ms,
+                          request_timeout_ms=min(15_000, delivery_ms // 2),
+                          max_block_ms=min(10_000, delivery_ms))
 
 
 class _FlushOnRevoke(ConsumerRebalanceListener):
@@ -35,7 +75,9 @@ class _FlushOnRevoke(ConsumerRebalanceListener):
         self.service = service
 
     def on_partitions_revoked(self, revoked):
-        self.service.flush()  # hand the work on before another worker gets these partitions
+        # Hand the work on before another worker gets these partitions; no backoff inside
+        # the rebalance: an undelivered batch is simply left uncommitted for the next owner.
+        self.service.flush(backoff=False)
 
     def on_partitions_assigned(self, assigned):
         self.service.assigned = sorted(tp.partition for tp in assigned)
@@ -55,12 +97,23 @@ class DetectorService:
         self.counters: Counter = Counter()
         self.metrics = DetectorMetrics()
         self.assigned: list[int] = []
-        self.consumer = self.producer = None
+        self.deadletters = DeadLetterSender(None, self.topics.deadletter)
+        self.consumer = None
+        self.backoff = Backoff()
+        self.rewound: set = set()  # partitions rewound since the last poll
+
+    @property
+    def producer(self):
+        return self.deadletters.producer
+
+    @producer.setter
+    def producer(self, producer) -> None:
+        self.deadletters.producer = producer  # one producer for detections and dead letters
 
     def connect(self) -> None:
         """Create topics and clients; raises ServiceUnavailable when the broker is down."""
         ensure_topics(self.settings, self.topics)
-        self.producer = kafka_producer(self.settings, client_id=f"moodstream-{self.settings.group_id}")
+        self.producer = self.new_producer()
         # Measured on the embedded broker: with kafka-python's 500 ms fetch_max_wait_ms an idle
         # detector first saw a burst's frames 130-220 ms after capture, with 50 ms ~25 ms.
         # So a fetch waits no longer than the batch waits for crops.
@@ -69,6 +122,9 @@ class DetectorService:
                                        max_poll_records=max(16, self.settings.max_batch or 64),
                                        fetch_max_wait_ms=fetch_wait_ms)
         self.consumer.subscribe([self.topics.frames], listener=_FlushOnRevoke(self))
+
+    def new_producer(self):
+        return detector_producer(self.settings)
 
     def attach(self, pipeline: FramePipeline) -> None:
         """The loaded pipeline (connect first, so a dead broker fails before the slow load)."""
@@ -86,73 +142,157 @@ class DetectorService:
                 wait_ms = int(self.batch.wait_left_s() * 1000) if not self.batch.empty else 500
                 polled = self.consumer.poll(timeout_ms=max(1, wait_ms))
                 self.counters["polls_with_records"] += bool(polled)
-                for records in polled.values():
-                    for record in records:
-                        self.handle(record)
+                self.handle_polled(polled)
                 if self.batch.due:
                     self.flush()
                 if time.monotonic() >= next_stats:
                     self.log_stats()
                     next_stats = time.monotonic() + STATS_EVERY_S
         finally:
-            self.flush()
+            self.flush(backoff=False)
             self.log_stats()
 
+    def handle_polled(self, polled: dict) -> None:
+        """One poll's records; a batch that fills up is flushed on the way."""
+        # A rewind made inside poll() (a revoke-time flush) is already behind us: the new
+        # assignment starts from the committed offsets.
+        self.rewound.clear()
+        for records in polled.values():
+            for record in records:
+                if (record.topic, record.partition) in self.rewound:
+                    continue  # behind a failed batch: the rewind reads it again
+                self.handle(record)
+                if self.batch.full:
+                    self.flush()
+
     def handle(self, record) -> None:
-        partition = (record.topic, record.partition)
+        """Into the batch, or dead-lettered (and announced as skipped) when unusable."""
+        self.counters["records"] += 1
+        headers = None
         try:
             headers = FrameHeaders.from_kafka(record.headers)
             frame = self.pipeline.prepare(record.value, headers, source=record)
         except (MessageError, PoisonFrame) as exc:
-            self.dead_letter(record, str(exc))
-            self.batch.settle(partition, record.offset)
+            self.reject(record, headers, str(exc))
         except Exception as exc:  # noqa: BLE001 - one odd frame must not crash-loop the group
             log.exception("frame %s[%d]@%d failed", record.topic, record.partition, record.offset)
-            self.dead_letter(record, f"processing error: {type(exc).__name__}: {exc}")
-            self.batch.settle(partition, record.offset)
+            self.reject(record, headers, f"processing error: {type(exc).__name__}: {exc}")
         else:
-            self.batch.add(frame, partition, record.offset)
-        if self.batch.full:
-            self.flush()
+            self.batch.add(frame, (record.topic, record.partition), record.offset)
 
-    def dead_letter(self, record, reason: str) -> None:
-        kind = reason.split(":")[0]
-        self.counters["deadletter"] += 1
-        self.counters[f"deadletter:{kind}"] += 1
-        self.metrics.deadletters.labels(kind).inc()
-        log.warning("dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
-        headers = [(k, v) for k, v in (record.headers or []) if k not in ("reason", "source_topic")]
-        headers += [("reason", reason.encode()), ("source_topic", record.topic.encode())]
+    def reject(self, record, headers: FrameHeaders | None, reason: str) -> None:
+        sent = self.dead_letter(record, reason)
+        skipped = self.skipped(headers, reason) if headers is not None else None
+        self.batch.settle((record.topic, record.partition), record.offset, sent, skipped)
+
+    def dead_letter(self, record, reason: str):
+        """Send the dead letter; returns its future, which the batch's commit waits for."""
+        self.metrics.deadletters.labels(reason_kind(reason)).inc()
+        log.warning("dead-letter %s[%d]@%d: %s", record.topic, record.partition, record.offset,
+                    reason[:300])
+        return self.deadletters.send(record, reason)
+
+    def skipped(self, headers: FrameHeaders, reason: str) -> DetectionMessage | None:
         try:
-            self.producer.send(self.topics.deadletter, key=record.key, value=record.value or b"",
-                               headers=headers)
-        except MessageSizeTooLargeError:
-            # Bigger than our producer may send: keep the evidence, not the bytes, rather
-            # than fail on this record forever.
-            size = str(len(record.value or b"")).encode()
-            self.producer.send(self.topics.deadletter, key=record.key, value=b"",
-                               headers=headers + [("value_dropped_bytes", size)])
+            return self.pipeline.skipped_message(headers, reason_kind(reason))
+        except ValueError as exc:  # headers the detection schema refuses: dead letter only
+            log.warning("no skipped detection for %s|%s|%d: %s", headers.camera_id,
+                        headers.session_id, headers.seq, str(exc)[:200])
+            return None
 
-    def flush(self) -> None:
-        """Classify the batch, produce its detections, flush, then commit its offsets."""
+    def flush(self, backoff: bool = True) -> bool:
+        """Classify the batch and send its detections; commit its offsets when every send
+        of the batch is acknowledged, else rewind (see the module docstring). Returns
+        whether the batch was delivered."""
         batch = self.batch
         if batch.empty:
-            return
+            return True
         self.batch = self._new_batch()
-        classify_ms = self.pipeline.classify(batch.frames)
-        for message in self.pipeline.messages(batch.frames, classify_ms):
-            self.producer.send(self.topics.detections, key=message.camera_id.encode(),
-                               value=message.to_bytes())
-            self.counters["frames"] += 1
-            self.counters["faces"] += len(message.faces)
-            self.counters["excluded_faces"] += message.excluded_faces
-            self.metrics.observe(message)
+        try:
+            messages = self._detections(batch)
+        except Exception as exc:  # noqa: BLE001 - the model failed: retry the batch, never drop it
+            log.exception("classifying a batch of %d frames failed", len(batch))
+            return self._redeliver(batch, [exc], backoff)
+        for message in messages:
+            batch.sends.append(send_or_fail(self.producer, self.topics.detections,
+                                            key=message.camera_id.encode(),
+                                            value=message.to_bytes()))
+        timeout_s = self.settings.delivery_timeout_ms / 1000.0 + FLUSH_MARGIN_S
+        failures = unacknowledged(self.producer, batch.sends, timeout_s)
+        if failures:
+            return self._redeliver(batch, failures, backoff)
+        self.backoff.reset()
+        self._count_delivered(messages)
+        self.commit(batch.offsets)
+        return True
+
+    def _detections(self, batch: FrameBatch) -> list[DetectionMessage]:
+        """One message per entry, in input order; a frame whose message cannot be built is
+        dead-lettered (and announced as skipped) instead."""
+        frames = batch.frames
+        classify_ms = self.pipeline.classify(frames)
         self.counters["flushes"] += 1
         if batch.crops:
             self.counters["inference_calls"] += 1
             self.metrics.inference_calls.inc()
-        self.producer.flush()
-        self.commit(batch.offsets)
+        messages = []
+        for entry in batch.entries:
+            if isinstance(entry, DetectionMessage):
+                messages.append(entry)
+                continue
+            try:
+                messages.append(self.pipeline.message(entry, classify_ms))
+            except Exception as exc:  # noqa: BLE001 - one frame's output must not block the rest
+                messages.extend(self._reject_built(entry, batch, exc))
+        return messages
+
+    def _reject_built(self, frame: PendingFrame, batch: FrameBatch, exc: Exception) -> list:
+        reason = f"processing error: {type(exc).__name__}: {exc}"
+        batch.sends.append(self.dead_letter(frame.source, reason))
+        skipped = self.skipped(frame.headers, reason)
+        return [skipped] if skipped is not None else []
+
+    def _redeliver(self, batch: FrameBatch, failures: list, backoff: bool) -> bool:
+        """The batch was not delivered: no commit; re-read it with a fresh producer."""
+        self.counters["delivery_failed"] += 1
+        first = failures[0]
+        log.error("batch of %d sends not delivered (%d failed, first: %s: %s); offsets not "
+                  "committed, re-reading %s", len(batch.sends), len(failures),
+                  type(first).__name__, str(first)[:200], _describe(batch.starts))
+        self._rewind(batch.starts)
+        if not self.stop.is_set():  # on the way out, a next run re-reads it anyway
+            self._replace_producer()
+        if backoff:
+            self.stop.wait(self.backoff.next_s())
+        return False
+
+    def _rewind(self, starts: dict) -> None:
+        owned = self.consumer.assignment()
+        for (topic, partition), offset in starts.items():
+            tp = TopicPartition(topic, partition)
+            if tp in owned:  # a revoked one restarts from its last commit at its next owner
+                self.consumer.seek(tp, offset)
+                self.rewound.add((topic, partition))
+        self.counters["rewinds"] += 1
+
+    def _replace_producer(self) -> None:
+        try:
+            fresh = self.new_producer()
+        except Exception as exc:  # noqa: BLE001 - broker still away: keep the old one, try later
+            log.warning("no new producer yet (%s); keeping the old one", type(exc).__name__)
+            return
+        old, self.producer = self.producer, fresh
+        _close_quietly(old, timeout=0)
+
+    def _count_delivered(self, messages: list[DetectionMessage]) -> None:
+        for message in messages:
+            if message.skipped:
+                self.counters["skipped"] += 1
+                continue
+            self.counters["frames"] += 1
+            self.counters["faces"] += len(message.faces)
+            self.counters["excluded_faces"] += message.excluded_faces
+            self.metrics.observe(message)
 
     def commit(self, offsets: dict) -> None:
         if not offsets:
@@ -167,13 +307,25 @@ class DetectorService:
             log.warning("offset commit failed (%s); frames will be redelivered", type(exc).__name__)
 
     def log_stats(self) -> None:
-        log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(self.counters.items())))
+        stats = Counter(self.counters)
+        stats["deadletter"] = self.deadletters.total
+        stats.update({f"deadletter:{kind}": n for kind, n in self.deadletters.counts.items()})
+        log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(stats.items())))
 
     def close(self) -> None:
         self.metrics.close()
         for client in (self.consumer, self.producer):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception as exc:  # noqa: BLE001 - closing must not mask the real error
-                    log.warning("closing %s failed: %s", type(client).__name__, exc)
+            _close_quietly(client)
+
+
+def _describe(starts: dict) -> str:
+    return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(starts.items())) or "nothing"
+
+
+def _close_quietly(client, **kwargs) -> None:
+    if client is None:
+        return
+    try:
+        client.close(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - closing must not mask the real error
+        log.warning("closing %s failed: %s", type(client).__name__, exc)

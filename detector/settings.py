@@ -50,6 +50,11 @@ class DetectorSettings(CommonSettings):
     # Poison-frame limits: bigger JPEGs or decoded frames go to the dead-letter topic.
     max_jpeg_bytes: int = Field(8 * 1024 * 1024, ge=1024, validation_alias=_env("max_jpeg_bytes"))
     max_pixels: int = Field(4096 * 4096, ge=64 * 64, validation_alias=_env("max_pixels"))
+    # Longest a detection or dead letter may take to be acknowledged before its batch
+    # counts as undelivered (not committed, re-read). Kept well under the consumer's
+    # 60 s max poll interval, so a broker outage does not also cost the group membership.
+    delivery_timeout_ms: int = Field(20_000, ge=1000, le=60_000,
+                                     validation_alias=_env("delivery_timeout_ms"))
     detector_id: str = Field("", validation_alias=_env("detector_id"))
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("metrics_port"))  # 0 = off
     metrics_host: str = Field("127.0.0.1", validation_alias=_env("metrics_host"))

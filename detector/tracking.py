@@ -2,12 +2,19 @@
 per-track EMA smoothing of emotions.
 
 A camera's tracks reset when its session changes, so track ids count the distinct
-people of one session. Ids are unique per camera for the life of the process.
+people of one session.
+
+Track ids are unique across detector processes (TrackIds): after a rebalance or a restart
+another process continues a camera's session, and ids that restarted at 1 there would
+merge different people into one and under-count. The cost runs the other way: a person in
+view across a rebalance gets a second id and is counted twice, which a restart cannot avoid
+without shared tracker state.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +48,33 @@ def affinity(track: FaceBox, box: FaceBox, min_iou: float, max_shift: float) -> 
     size = (track.w + track.h + box.w + box.h) / 4
     shift = math.hypot(bx - tx, by - ty) / (max_shift * size)
     return min_iou * 0.99 * (1.0 - shift) if shift < 1.0 else 0.0
+
+
+class TrackIds:
+    """Ids unique across processes: a random 31-bit instance prefix above a 22-bit counter.
+
+    53 bits in all, so an id is an exact integer in JSON for any reader (JavaScript's
+    doubles included). The prefix is drawn from the OS's random source in every process
+    (never 0, so no id is a small integer as older detectors made), and drawn again when
+    the counter runs out after ~4 million tracks. Two processes share a prefix with
+    probability 2**-31.
+    """
+
+    PREFIX_BITS, COUNTER_BITS = 31, 22
+
+    def __init__(self, counter_bits: int = COUNTER_BITS):
+        self.counter_bits = counter_bits
+        self.prefix, self.counter = self._draw_prefix(), 0
+
+    def _draw_prefix(self) -> int:
+        return 1 + secrets.randbelow((1 << self.PREFIX_BITS) - 1)
+
+    def next(self) -> int:
+        if self.counter >= 1 << self.counter_bits:
+            self.prefix, self.counter = self._draw_prefix(), 0
+        track_id = (self.prefix << self.counter_bits) | self.counter
+        self.counter += 1
+        return track_id
 
 
 @dataclass
@@ -79,7 +113,7 @@ class CameraTracker:
     max_shift: float = 1.0  # centre move per frame, in face sizes, for the fallback match
     session_id: str = ""
     tracks: list[Track] = field(default_factory=list)
-    next_id: int = 1
+    ids: TrackIds = field(default_factory=TrackIds)
 
     def assign(self, session_id: str, ts: float, boxes: list[FaceBox]) -> list[Track]:
         """The track of each box (same order); unmatched boxes open new tracks."""
@@ -102,8 +136,7 @@ class CameraTracker:
         for bi, box in enumerate(boxes):
             track = matched.get(bi)
             if track is None:
-                track = Track(self.next_id, box, ts)
-                self.next_id += 1
+                track = Track(self.ids.next(), box, ts)
                 self.tracks.append(track)
             else:
                 track.update(box, ts)
@@ -112,14 +145,17 @@ class CameraTracker:
 
 
 class Trackers:
-    """One CameraTracker per camera, created on first sight."""
+    """One CameraTracker per camera, created on first sight, all drawing from one TrackIds."""
 
-    def __init__(self, min_iou: float = 0.3, max_age_s: float = 1.5, alpha: float = 0.4):
+    def __init__(self, min_iou: float = 0.3, max_age_s: float = 1.5, alpha: float = 0.4,
+                 ids: TrackIds | None = None):
         self.min_iou, self.max_age_s, self.alpha = min_iou, max_age_s, alpha
+        self.ids = ids or TrackIds()
         self._cameras: dict[str, CameraTracker] = {}
 
     def for_camera(self, camera_id: str) -> CameraTracker:
         tracker = self._cameras.get(camera_id)
         if tracker is None:
-            tracker = self._cameras[camera_id] = CameraTracker(self.min_iou, self.max_age_s)
+            tracker = self._cameras[camera_id] = CameraTracker(self.min_iou, self.max_age_s,
+                                                               ids=self.ids)
         return tracker

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+from kafka.future import Future
 
 from detector.batching import FrameBatch
 from detector.pipeline import FramePipeline, PendingFrame, PoisonFrame
@@ -22,7 +25,8 @@ def _pending(crops: int) -> PendingFrame:
 def test_frames_of_several_cameras_share_one_inference_call(yunet, emotion_model):
     pipeline = FramePipeline(yunet, emotion_model, Trackers(), max_batch=64)
     frames = clip_frames("single_face_smile.mp4", 8)[:6]
-    pending = [pipeline.prepare(jpeg(f), FrameHeaders(f"cam{i % 3}", "s1", i, 0.0, i / 30))
+    pending = [pipeline.prepare(jpeg(f), FrameHeaders(f"cam{i % 3}", "s1", i, 0.0, i / 30,
+                                                      run_id="r9"))
                for i, f in enumerate(frames)]
     calls = emotion_model.calls
     pipeline.classify(pending)
@@ -30,11 +34,13 @@ def test_frames_of_several_cameras_share_one_inference_call(yunet, emotion_model
     messages = pipeline.messages(pending, 1.0)
     assert [m.camera_id for m in messages] == ["cam0", "cam1", "cam2"] * 2
     for message in messages:
-        assert len(message.faces) == 1
+        assert len(message.faces) == 1 and message.run_id == "r9" and not message.skipped
         face = message.faces[0]
         assert set(face.probs) == set(EMOTIONS) and abs(sum(face.probs.values()) - 1) < 1e-3
-        assert face.smoothed is not None and face.track_id == 1
+        assert face.smoothed is not None
         assert message.timing.detect_ms > 0 and message.timing.classify_ms == 1.0
+    tracks = [m.faces[0].track_id for m in messages]
+    assert tracks[:3] == tracks[3:] and len(set(tracks)) == 3  # one person per camera
 
 
 def test_batched_probabilities_equal_one_by_one(yunet, emotion_model):
@@ -67,6 +73,7 @@ def test_batch_is_due_when_full_or_when_the_wait_is_over():
     assert not full.full
     full.add(_pending(1), ("frames", 0), 2)
     assert full.full and full.due and full.offsets == {("frames", 0): 3, ("frames", 1): 10}
+    assert full.starts == {("frames", 0): 1, ("frames", 1): 9}  # where a failed batch rewinds to
 
 
 @pytest.mark.parametrize("payload, headers, reason", [
@@ -79,6 +86,21 @@ def test_poison_frames_are_named(yunet, emotion_model, payload, headers, reason)
     pipeline = FramePipeline(yunet, emotion_model, Trackers(), max_jpeg_bytes=1024)
     with pytest.raises(PoisonFrame, match=reason):
         pipeline.prepare(payload, headers)
+
+
+class Producer:
+    """Fake producer whose sends all succeed (failing ones: tests/detector/test_delivery.py)."""
+
+    def __init__(self, sent: list):
+        self.sent = sent
+
+    def send(self, topic, **kwargs):
+        headers = dict(kwargs.get("headers") or [])
+        self.sent.append((topic, headers.get("reason")) if "reason" in headers else topic)
+        return Future().success(None)
+
+    def flush(self, timeout=None):
+        pass
 
 
 def test_a_frame_that_breaks_the_detector_is_dead_lettered_not_fatal(yunet, emotion_model):
@@ -94,20 +116,17 @@ def test_a_frame_that_breaks_the_detector_is_dead_lettered_not_fatal(yunet, emot
     class Record:
         topic, partition, offset, key = "t.frames", 0, 41, b"c"
         value = jpeg(clip_frames("single_face_smile.mp4", 4)[0])
-        headers = FrameHeaders("c", "s", 0, 0.0, 0.0).to_kafka()
+        headers = FrameHeaders("c", "s", 0, time.time(), 0.0, run_id="r2").to_kafka()
 
     sent = []
-
-    class Producer:
-        def send(self, topic, **kwargs):
-            sent.append((topic, dict(kwargs["headers"])["reason"]))
-
     service = DetectorService(DetectorSettings.load(),
                               FramePipeline(Broken(), emotion_model, Trackers()))
-    service.producer = Producer()
+    service.producer = Producer(sent)
     service.handle(Record())
     assert sent == [("moodstream.deadletter", b"processing error: RuntimeError: backend failure")]
-    assert service.batch.offsets == {("t.frames", 0): 42} and service.counters["deadletter"] == 1
+    assert service.batch.offsets == {("t.frames", 0): 42} and service.deadletters.total == 1
+    [skipped] = service.batch.entries  # the detections topic hears of it too
+    assert (skipped.skipped, skipped.run_id, skipped.faces) == ("processing error", "r2", [])
 
 
 def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
@@ -119,13 +138,6 @@ def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
 
     sent = []
 
-    class Producer:
-        def send(self, topic, **kwargs):
-            sent.append(topic)
-
-        def flush(self):
-            pass
-
     class Consumer:
         def commit(self, offsets):
             sent.append(("commit", sorted(offsets.values())[0].offset))
@@ -133,49 +145,28 @@ def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
     class Record:
         topic, partition, offset, key = "t.frames", 0, 5, b"c"
         value = jpeg(clip_frames("single_face_smile.mp4", 4)[0])
-        headers = FrameHeaders("c", "s", 0, 0.0, 0.0).to_kafka()
+        headers = FrameHeaders("c", "s", 0, time.time(), 0.0).to_kafka()
 
     class Empty(Record):
         offset, value = 6, b""
 
     service = DetectorService(DetectorSettings.load(), FramePipeline(yunet, emotion_model, Trackers()))
-    service.producer, service.consumer = Producer(), Consumer()
+    service.producer, service.consumer = Producer(sent), Consumer()
     port = free_port()
     service.metrics.serve(port, "127.0.0.1")
     try:
         service.handle(Record())
         service.handle(Empty())
-        service.flush()
+        assert service.flush()
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:
         service.metrics.close()
-    assert sent == ["moodstream.deadletter", "moodstream.detections", ("commit", 7)]
+    # the dead letter at once; then, in input order, the frame's detection and the empty
+    # frame's skipped detection; the commit only after all three were acknowledged
+    assert sent == [("moodstream.deadletter", b"empty frame"), "moodstream.detections",
+                    "moodstream.detections", ("commit", 7)]
     assert 'detector_frames_total{camera="c"} 1.0' in text
     assert 'detector_faces_total{camera="c"} 1.0' in text
     assert 'detector_deadletters_total{reason="empty frame"} 1.0' in text
     assert "detector_inference_calls_total 1.0" in text
-
-
-def test_a_dead_letter_too_big_to_forward_keeps_its_headers_not_its_bytes(yunet, emotion_model):
-    from kafka.errors import MessageSizeTooLargeError
-
-    from detector.service import DetectorService
-    from detector.settings import DetectorSettings
-
-    sent = []
-
-    class Producer:
-        def send(self, topic, value, **kwargs):
-            if len(value) > 100:
-                raise MessageSizeTooLargeError("too big")
-            sent.append((value, dict(kwargs["headers"])))
-
-    class Record:
-        topic, partition, offset, key, headers = "t.frames", 0, 0, b"c", []
-        value = b"x" * 2048
-
-    service = DetectorService(DetectorSettings.load(), FramePipeline(yunet, emotion_model, Trackers()))
-    service.producer = Producer()
-    service.handle(Record())
-    assert sent[0][0] == b"" and sent[0][1]["value_dropped_bytes"] == b"2048"
-    assert sent[0][1]["reason"].startswith(b"missing frame header")
+    assert service.counters["skipped"] == 1 and service.counters["frames"] == 1
