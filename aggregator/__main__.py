@@ -18,6 +18,7 @@ from aggregator.store import SessionStore
 from aggregator.webhook import WebhookNotifier
 from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consumer,
                                 kafka_producer, redis_client)
+from moodstream.deadletter import DeadLetterSender
 from moodstream.redis_keys import RedisKeys
 from moodstream.lifecycle import stop_on_signals
 from moodstream.settings import SettingsError, redact
@@ -59,13 +60,6 @@ def alert_rule(settings: AggregatorSettings) -> AlertRule:
                      min_faces=settings.alert_min_faces)
 
 
-def deadletter_sender(producer, topics: Topics):
-    def send(record, reason: str) -> None:
-        headers = [("reason", reason.encode()[:500]), ("source_topic", record.topic.encode())]
-        producer.send(topics.deadletter, key=record.key, value=record.value, headers=headers)
-    return send
-
-
 @contextlib.contextmanager
 def quiet_kafka_logs():
     """kafka-python logs every failed connection attempt while we retry; the retry loop ends
@@ -92,14 +86,15 @@ def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
             consumer = kafka_consumer(settings, settings.group_id,
                                       [topics.detections, topics.control])
         alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
+        dead = DeadLetterSender(producer, topics.deadletter) if producer else None
         aggregator = Aggregator(
             store, topics, settings.idle_timeout_s, settings.end_grace_s,
             AlertMonitor(alert_rule(settings)) if settings.alerts_enabled else None,
-            alert_store, deadletter_sender(producer, topics) if producer else None)
+            alert_store, dead.send if dead else None)
         log.info("aggregator consuming %s, %s -> redis %s (prefix %s)", topics.detections,
                  topics.control, redact(settings.redis_url), settings.redis_prefix)
         run_consumer(aggregator, consumer, stop, settings.max_poll_records,
-                     settings.poll_timeout_ms)
+                     settings.poll_timeout_ms, flush=producer.flush if producer else None)
         log.info("stopped: %s", aggregator.counters)
     finally:
         if consumer is not None:

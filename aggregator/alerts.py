@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Callable
 import redis
 
 from moodstream.redis_keys import RedisKeys
+from moodstream.schemas import valid_id
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class _CameraState:
     cooldown_until: float = float("-inf")
     alert: dict | None = None  # the open alert record
     last_ts: float = float("-inf")  # newest capture_ts seen
+    observed_at: float = 0.0  # monitor clock when a frame last reached this state
 
     def push(self, offset_s: float, faces: int, sentiment_sum: float, window_s: float) -> None:
         self.window.append((offset_s, faces, sentiment_sum))
@@ -64,17 +67,39 @@ class AlertEvent:
 
 
 class AlertMonitor:
-    """The alert state machine for every camera; pure (no I/O), fed frame by frame."""
+    """The alert state machine for every camera; pure (no I/O), fed frame by frame.
 
-    def __init__(self, rule: AlertRule):
-        self.rule = rule
+    State is kept per camera while frames come: forget_idle() drops the state of cameras
+    that went quiet, so a fleet that changes over time does not grow the dict forever."""
+
+    def __init__(self, rule: AlertRule, clock: Callable[[], float] = time.monotonic):
+        self.rule, self.clock = rule, clock
         self.cameras: dict[str, _CameraState] = {}
 
     def restore(self, record: dict) -> None:
         """Re-adopt an alert left open by a previous run (from the alerts:open hash)."""
-        state = _CameraState(record["session_id"])
+        state = _CameraState(record["session_id"], observed_at=self.clock())
         state.alert = record
         self.cameras[record["camera_id"]] = state
+
+    def forget(self, camera_id: str, session_id: str) -> None:
+        """Drop the camera's state if it belongs to that session (its alert was resolved
+        elsewhere, e.g. pruned from alerts:open as stale)."""
+        state = self.cameras.get(camera_id)
+        if state is not None and state.session_id == session_id:
+            del self.cameras[camera_id]
+
+    def forget_idle(self, idle_s: float, ts: float) -> list[AlertEvent]:
+        """Drop the state of cameras without a frame for idle_s (monitor clock); an alert
+        still open on one resolves (camera_idle)."""
+        cutoff = self.clock() - idle_s
+        events = []
+        for camera_id in [c for c, s in self.cameras.items() if s.observed_at < cutoff]:
+            state = self.cameras.pop(camera_id)
+            if state.alert is not None:
+                last_offset = state.window[-1][0] if state.window else state.alert["opened_offset_s"]
+                events.append(self._resolve(state, ts, last_offset, "camera_idle"))
+        return events
 
     def observe(self, camera_id: str, session_id: str, offset_s: float, faces: int,
                 sentiment_sum: float, ts: float) -> list[AlertEvent]:
@@ -87,6 +112,7 @@ class AlertMonitor:
                 events.append(self._resolve(state, ts, offset_s, "session_changed"))
             state = self.cameras[camera_id] = _CameraState(session_id)
         state.last_ts = max(state.last_ts, ts)
+        state.observed_at = self.clock()
         state.push(offset_s, faces, sentiment_sum, self.rule.window_s)
         mean = state.mean(self.rule.min_faces)
         if state.alert is None:
@@ -155,7 +181,32 @@ class AlertStore:
         self.r, self.keys, self.ttl_s, self.notify = client, keys, ttl_s, notify
 
     def load_open(self) -> list[dict]:
-        return [json.loads(v) for v in self.r.hgetall(self.keys.open_alerts).values()]
+        """Alerts left open by a previous run; an unreadable entry is dropped, not fatal."""
+        records = []
+        for camera, raw in self.r.hgetall(self.keys.open_alerts).items():
+            record = _alert_record(raw)
+            if record is None:
+                log.warning("dropping unreadable open alert of camera %r", camera[:40])
+                self.r.hdel(self.keys.open_alerts, camera)
+            else:
+                records.append(record)
+        return records
+
+    def prune_stale(self) -> list[dict]:
+        """Remove open alerts whose session is closed or gone (and unreadable entries);
+        returns the removed records."""
+        records = {camera: _alert_record(raw)
+                   for camera, raw in self.r.hgetall(self.keys.open_alerts).items()}
+        readable = {camera: record for camera, record in records.items() if record}
+        pipe = self.r.pipeline(transaction=False)
+        for record in readable.values():
+            pipe.hget(self.keys.meta(record["session_id"]), "status")
+        stale = {camera: record for (camera, record), status
+                 in zip(readable.items(), pipe.execute()) if status in (None, "closed")}
+        drop = [camera for camera, record in records.items() if not record] + list(stale)
+        if drop:
+            self.r.hdel(self.keys.open_alerts, *drop)
+        return list(stale.values())
 
     def write(self, event: AlertEvent) -> dict:
         record, k = event.record, self.keys
@@ -176,10 +227,22 @@ class AlertStore:
             pipe.hdel(k.open_alerts, camera)
             pipe.hset(k.camera_live(camera), "alert", "")
         if self.ttl_s:
-            pipe.expire(k.alerts(session), self.ttl_s)
+            for key in (k.alerts(session), k.open_alerts, k.camera_live(camera)):
+                pipe.expire(key, self.ttl_s)
         pipe.execute()
         log.warning("alert %s on camera %s (session %s): window sentiment %s",
                     event.kind, camera, session, record.get("worst"))
         if self.notify:
             self.notify(AlertEvent(event.kind, dict(record)))
         return record
+
+
+def _alert_record(raw: str) -> dict | None:
+    """An alerts:open value as a record, None when it is not one (never raises)."""
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    ok = (isinstance(record, dict) and valid_id(record.get("camera_id"))
+          and valid_id(record.get("session_id")))
+    return record if ok else None

@@ -1,17 +1,25 @@
 -- Apply one detection message atomically, at most once per frame (exactly-once effect).
--- The whole script runs as one Redis command: either every increment lands or none does,
--- and a frame whose seq is already in the `seen` set changes nothing.
+-- Every value is checked before the first write, so the script either applies the whole
+-- frame, changes nothing (a duplicate: its bit in the run's seen bitmap is already set),
+-- or rejects it (changes nothing, says why): never half a frame. No loop runs over a
+-- range taken from the message; the loops below walk the 7 probability fields and the
+-- frame's track ids (at most max_faces).
 --
--- KEYS: 1 seen, 2 meta, 3 totals, 4 buckets, 5 tracks, 6 bucket_tracks, 7 bucket_track_ids,
---       8 sessions index, 9 cameras index, 10 camera live, 11 active sessions
+-- KEYS: 1 seen bitmap of the frame's run, 2 meta, 3 totals, 4 buckets, 5 tracks,
+--       6 bucket_tracks, 7 bucket_track_ids, 8 sessions index, 9 cameras index,
+--       10 camera live, 11 active sessions
 -- ARGV (packed into few arguments: client-side encoding per argument is the cost that
 -- dominates at high rates): 1 camera_id, 2 session_id, 3 comma-separated numbers
 -- "seq,t,offset_s,capture_ts,now,faces,excluded,sentiment_sum,ttl_s,ema_alpha,started_at,
--- <one probability sum per field>", 4 comma-separated probability field names,
--- 5 comma-separated track ids (may be empty), 6 the valence weights as JSON (recorded in
--- the session meta once, so reports state the weights the sums were made with).
--- t is the bucket second; ttl_s 0 = none.
--- Returns {applied (0|1), status, frames, expected_frames ("" when unknown)}.
+-- skipped,index_ttl_s,<one probability sum per field>", 4 comma-separated probability
+-- field names, 5 comma-separated track ids (may be empty), 6 the valence weights as JSON
+-- (recorded in the session meta once, so reports state the weights the sums were made
+-- with), 7 limits "max_seq,max_offset_s,max_faces,max_excluded,ts_min,ts_max,max_track_id,
+-- prob_tolerance" (moodstream.schemas' bounds).
+-- t is the bucket second; skipped 1 = the detector dead-lettered the frame (counted as
+-- handled, no faces); ttl_s / index_ttl_s 0 = none.
+-- Returns {applied (1 | 0 duplicate | -1 rejected), status or reason, handled frames
+-- (analysed + skipped), expected_frames ("" when unknown)}.
 
 local function split(text)
   local out = {}
@@ -19,25 +27,68 @@ local function split(text)
   return out
 end
 
+local function within(x, low, high)
+  -- NaN fails every comparison; inf fails the bound.
+  return x ~= nil and x >= low and x <= high
+end
+
+local function whole(x, low, high)
+  return within(x, low, high) and math.floor(x) == x
+end
+
 local camera, session = ARGV[1], ARGV[2]
-local v = split(ARGV[3])
+local v, limit = split(ARGV[3]), split(ARGV[7])
+local max_seq, max_offset, max_faces, max_excluded = tonumber(limit[1]), tonumber(limit[2]),
+  tonumber(limit[3]), tonumber(limit[4])
+local ts_min, ts_max, max_track, tolerance = tonumber(limit[5]), tonumber(limit[6]),
+  tonumber(limit[7]), tonumber(limit[8])
 local seq, t, offset_raw, capture_raw, now_raw = v[1], v[2], v[3], v[4], v[5]
 local offset_s, capture_ts, now = tonumber(offset_raw), tonumber(capture_raw), tonumber(now_raw)
 local faces, excluded, sentiment_raw = tonumber(v[6]), tonumber(v[7]), v[8]
 local sentiment_sum, ttl, alpha, started_at = tonumber(v[8]), tonumber(v[9]), tonumber(v[10]), v[11]
+local skipped, index_ttl = tonumber(v[12]), tonumber(v[13])
 local prob_fields, tracks = split(ARGV[4]), split(ARGV[5])
 local n_probs = #prob_fields
-local prob_at = 12  -- first probability sum in v
+local prob_at = 14  -- first probability sum in v
 
-local function meta_reply()
-  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames')
-  local frames = redis.call('HGET', KEYS[3], 'frames') or '0'
-  return {m[1] or 'open', frames, m[2] or ''}
+local function invalid()
+  if #v ~= prob_at - 1 + n_probs or n_probs ~= 7 then return 'malformed arguments' end
+  if not whole(tonumber(seq), 0, max_seq) then return 'seq out of range' end
+  if not whole(tonumber(t), 0, max_offset) or not within(offset_s, 0, max_offset)
+      or tonumber(t) ~= math.floor(offset_s) then return 'offset_s out of range' end
+  if not within(capture_ts, ts_min, ts_max) then return 'capture_ts out of range' end
+  if not within(tonumber(started_at), ts_min - max_offset, ts_max) then
+    return 'started_at out of range' end
+  if not within(now, ts_min, ts_max) then return 'clock out of range' end
+  if not whole(faces, 0, max_faces) then return 'faces out of range' end
+  if not whole(excluded, 0, max_excluded) then return 'excluded_faces out of range' end
+  if skipped ~= 0 and not (skipped == 1 and faces == 0) then return 'bad skipped flag' end
+  local most = faces * (1 + tolerance)
+  if not within(sentiment_sum, -most, most) then return 'sentiment_sum out of range' end
+  for i = 0, n_probs - 1 do
+    if not within(tonumber(v[prob_at + i]), 0, most) then return 'probability sum out of range' end
+  end
+  if #tracks > faces then return 'more tracks than faces' end
+  for _, track in ipairs(tracks) do
+    if not whole(tonumber(track), 0, max_track) then return 'track id out of range' end
+  end
+  if not whole(ttl, 0, 2^31) or not whole(index_ttl, 0, 2^31) then return 'bad ttl' end
+  if not within(alpha, 0, 1) or alpha == 0 then return 'bad ema alpha' end
+  return nil
 end
 
-if redis.call('SADD', KEYS[1], seq) == 0 then
-  local r = meta_reply()
-  return {0, r[1], r[2], r[3]}
+local reason = invalid()
+if reason then return {-1, reason, '0', ''} end
+
+local function handled()
+  local counts = redis.call('HMGET', KEYS[3], 'frames', 'skipped_frames')
+  return tostring((tonumber(counts[1]) or 0) + (tonumber(counts[2]) or 0))
+end
+
+-- First write: the frame's bit. Already set = a duplicate, nothing changes.
+if redis.call('SETBIT', KEYS[1], seq, 1) == 1 then
+  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames')
+  return {0, m[1] or 'open', handled(), m[2] or ''}
 end
 
 -- Session meta: opened by its first frame unless session_start came first.
@@ -54,7 +105,7 @@ if status == 'closed' and meta[4] == 'idle' then
   redis.call('HSET', KEYS[2], 'status', status)
   redis.call('HDEL', KEYS[2], 'ended_at', 'end_reason')
 end
-if not meta[3] or tonumber(meta[3]) < capture_ts then
+if not tonumber(meta[3]) or tonumber(meta[3]) < capture_ts then
   redis.call('HSET', KEYS[2], 'last_seen', capture_raw)
 end
 redis.call('HSET', KEYS[2], 'updated_at', now_raw)
@@ -62,8 +113,24 @@ if status ~= 'closed' then
   redis.call('ZADD', KEYS[11], now, session)
 end
 
+local function expire_all()
+  if ttl > 0 then
+    for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
+    redis.call('EXPIRE', KEYS[9], ttl)
+    redis.call('EXPIRE', KEYS[11], ttl)
+  end
+  if index_ttl > 0 then redis.call('EXPIRE', KEYS[8], index_ttl) end
+end
+
+if skipped == 1 then
+  -- Handled, nothing to add: no bucket, no track, no live state.
+  redis.call('HINCRBY', KEYS[3], 'skipped_frames', 1)
+  expire_all()
+  return {1, status, handled(), expected}
+end
+
 -- Totals and the per-second bucket.
-local frames = redis.call('HINCRBY', KEYS[3], 'frames', 1)
+redis.call('HINCRBY', KEYS[3], 'frames', 1)
 redis.call('HINCRBY', KEYS[4], t .. '|frames', 1)
 if excluded > 0 then
   redis.call('HINCRBY', KEYS[3], 'excluded_faces', excluded)
@@ -89,25 +156,19 @@ for _, track in ipairs(tracks) do
   end
 end
 
-if ttl > 0 then
-  for i = 1, 7 do
-    redis.call('EXPIRE', KEYS[i], ttl)
-  end
-end
-
 -- Camera live state: the newest frame wins; a replayed older frame, or a late frame of
 -- the previous session after session_start moved last_seen on, does not move it back.
 local live = redis.call('HMGET', KEYS[10], 'session_id', 'last_seen', 'sentiment')
 local same_session = live[1] == session
-if not live[2] or tonumber(live[2]) <= capture_ts then
+if not tonumber(live[2]) or tonumber(live[2]) <= capture_ts then
   redis.call('HSET', KEYS[10], 'session_id', session, 'last_seen', capture_raw,
              'capture_ts', capture_raw, 'offset_s', offset_raw, 'applied_at', now_raw,
              'faces', faces, 'people', redis.call('SCARD', KEYS[5]), 'status', status)
   if faces > 0 then
     local a = alpha
-    if not same_session or not live[3] then a = 1 end
+    if not same_session or not tonumber(live[3]) then a = 1 end
     local function ema(field, value)
-      local prev = tonumber(redis.call('HGET', KEYS[10], field) or value)
+      local prev = tonumber(redis.call('HGET', KEYS[10], field)) or value
       local v = a * value + (1 - a) * prev
       redis.call('HSET', KEYS[10], field, tostring(v))
       return v
@@ -123,5 +184,7 @@ if not live[2] or tonumber(live[2]) <= capture_ts then
   end
   redis.call('ZADD', KEYS[9], capture_ts, camera)
 end
+if ttl > 0 then redis.call('EXPIRE', KEYS[10], ttl) end
+expire_all()
 
-return {1, status, tostring(frames), expected}
+return {1, status, handled(), expected}

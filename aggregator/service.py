@@ -2,6 +2,9 @@
 
 Offsets are committed only after Redis holds every update of the batch (at-least-once
 delivery); the per-frame dedupe in Redis turns that into an exactly-once effect.
+Kafka records are untrusted: one that fails parsing (moodstream.schemas bounds) or that a
+Lua script rejects is dead-lettered with the reason and counted, and changes nothing;
+only Redis failures stop the loop (uncommitted, so the batch comes again).
 """
 
 from __future__ import annotations
@@ -10,18 +13,24 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from kafka.errors import CommitFailedError, KafkaError
 
-from aggregator.alerts import AlertMonitor, AlertStore
-from aggregator.store import Applied, SessionStore, check_detection
+from aggregator.alerts import AlertEvent, AlertMonitor, AlertStore
+from aggregator.store import Applied, SessionStore
 from moodstream.schemas import ControlEvent, DetectionMessage, MessageError
 from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_EVERY_S = 0.25
+DEADLETTER_FLUSH_S = 10.0  # longest a batch's dead letters may take to be acknowledged
+PRUNE_EVERY_S = 30.0  # stale open alerts, alert state of cameras gone quiet
+
+
+class DeadLetterFailed(KafkaError):
+    """A dead letter was not delivered: the batch stays uncommitted and comes again."""
 
 
 @dataclass
@@ -29,7 +38,9 @@ class Counters:
     detections: int = 0
     duplicates: int = 0
     controls: int = 0
-    malformed: int = 0
+    skipped_frames: int = 0  # frames the detector dead-lettered: handled, no faces
+    malformed: int = 0  # dead-lettered here: failed parsing or rejected by a script
+    deadletter_failed: int = 0  # the dead-letter send itself failed (logged)
     sessions_closed: int = 0
     alerts_opened: int = 0
     commits: int = 0
@@ -37,9 +48,11 @@ class Counters:
 
 @dataclass
 class Batch:
-    starts: list[ControlEvent] = field(default_factory=list)
-    ends: list[ControlEvent] = field(default_factory=list)
-    detections: list[DetectionMessage] = field(default_factory=list)
+    """Parsed messages of one poll, each with its Kafka record (to dead-letter it)."""
+
+    starts: list[tuple[object, ControlEvent]] = field(default_factory=list)
+    ends: list[tuple[object, ControlEvent]] = field(default_factory=list)
+    detections: list[tuple[object, DetectionMessage]] = field(default_factory=list)
 
 
 class Aggregator:
@@ -51,9 +64,12 @@ class Aggregator:
         self.store, self.topics = store, topics
         self.idle_timeout_s, self.end_grace_s = idle_timeout_s, end_grace_s
         self.monitor, self.alert_store = monitor, alert_store
-        self.deadletter = deadletter  # callable(record, reason) or None
+        # callable(record, reason) or None; when it returns a Future (DeadLetterSender.send)
+        # the delivery is confirmed before the batch's offsets are committed.
+        self.deadletter = deadletter
+        self._deadletters: list = []
         self.counters = Counters()
-        self._last_housekeeping = 0.0
+        self._last_housekeeping = self._last_prune = 0.0
         # Idle/grace timers run only while we consume and keep up (see housekeeping).
         self.consuming_since: float | None = time.time()
         self.backlogged = False
@@ -64,19 +80,13 @@ class Aggregator:
     # --- one batch ---
     def process(self, records: Iterable) -> None:
         batch = self.parse(records)
-        for event in batch.starts:
-            self.store.start_session(event)
-        applied = self.store.apply_detections(batch.detections)
-        self.counters.detections += sum(a.applied for a in applied)
-        self.counters.duplicates += sum(not a.applied for a in applied)
+        for record, event in batch.starts:
+            self._control(record, lambda: self.store.start_session(event))
+        applied = self._apply(batch.detections)
         self._feed_alerts(applied)
         self._close_completed(applied)
-        for event in batch.ends:
-            status, frames, expected = self.store.end_session(event)
-            log.info("session %s ending: %d/%s frames applied", event.session_id, frames,
-                     "?" if expected is None else expected)
-            if status != "closed" and expected is not None and frames >= expected:
-                self._close(event.session_id, "complete")
+        for record, event in batch.ends:
+            self._control(record, lambda: self._end(event))
         self.housekeeping()
 
     def parse(self, records: Iterable) -> Batch:
@@ -86,26 +96,75 @@ class Aggregator:
                 if record.topic == self.topics.control:
                     event = ControlEvent.from_bytes(record.value)
                     self.counters.controls += 1
-                    (batch.starts if event.type == "session_start" else batch.ends).append(event)
+                    (batch.starts if event.type == "session_start" else batch.ends).append(
+                        (record, event))
                 else:
-                    message = DetectionMessage.from_bytes(record.value)
-                    batch.detections.append(check_detection(message))
+                    batch.detections.append((record, DetectionMessage.from_bytes(record.value)))
             except MessageError as exc:
                 self._skip(record, str(exc))
         return batch
+
+    def _apply(self, detections: list[tuple[object, DetectionMessage]]) -> list[Applied]:
+        """Apply the batch's detections; those a script rejected are dead-lettered."""
+        applied = self.store.apply_detections(message for _, message in detections)
+        for (record, _), item in zip(detections, applied):
+            if item.rejected:
+                self._skip(record, f"rejected by Redis script: {item.rejected}")
+        kept = [item for item in applied if not item.rejected]
+        self.counters.detections += sum(a.applied for a in kept)
+        self.counters.duplicates += sum(not a.applied for a in kept)
+        self.counters.skipped_frames += sum(a.applied and bool(a.message.skipped) for a in kept)
+        return kept
+
+    def _control(self, record, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except MessageError as exc:  # a lifecycle script rejected the event
+            self._skip(record, str(exc))
+
+    def _end(self, event: ControlEvent) -> None:
+        status, handled, expected = self.store.end_session(event)
+        log.info("session %s ending: %d/%s frames handled", event.session_id, handled,
+                 "?" if expected is None else expected)
+        if status != "closed" and expected is not None and handled >= expected:
+            self._close(event.session_id, "complete")
 
     def _skip(self, record, reason: str) -> None:
         self.counters.malformed += 1
         log.warning("skipped malformed message %s[%s]@%s: %s", record.topic, record.partition,
                     record.offset, reason)
-        if self.deadletter:
-            self.deadletter(record, reason)
+        if self.deadletter is None:
+            return
+        try:
+            sent = self.deadletter(record, reason)
+        except KafkaError as exc:  # a sender that raises: logged, counted, never fatal
+            self.counters.deadletter_failed += 1
+            log.error("dead-letter of %s[%s]@%s failed: %s", record.topic, record.partition,
+                      record.offset, exc)
+            return
+        if hasattr(sent, "failed"):
+            self._deadletters.append(sent)
 
+    def confirm_deadletters(self, flush: Callable[[float], object] | None) -> None:
+        """Before a commit: every dead letter of the batch acknowledged, else DeadLetterFailed
+        (uncommitted, the bad records come again after a restart and are sent again)."""
+        pending, self._deadletters = self._deadletters, []
+        if not pending:
+            return
+        if flush is not None:
+            flush(DEADLETTER_FLUSH_S)
+        failed = [f for f in pending if not f.is_done or f.failed()]
+        if failed:
+            self.counters.deadletter_failed += len(failed)
+            raise DeadLetterFailed(f"{len(failed)} dead letter(s) not delivered: "
+                                   f"{failed[0].exception!r}"[:300])
+
+    # --- alerts and closing ---
     def _feed_alerts(self, applied: list[Applied]) -> None:
         if not (self.monitor and self.alert_store):
             return
         for item in applied:
-            if not item.applied:
+            if not item.applied or item.message.skipped:
                 continue
             msg = item.message
             for event in self.monitor.observe(msg.camera_id, msg.session_id, msg.offset_s,
@@ -132,14 +191,18 @@ class Aggregator:
         if camera_id is None:
             return
         if self.monitor and self.alert_store:  # before the summary, so it shows the outcome
-            for event in self.monitor.end_session(camera_id, session_id, time.time()):
-                self.alert_store.write(event)
+            self._write_alerts(self.monitor.end_session(camera_id, session_id, time.time()))
         self.store.write_summary(session_id)
         self.counters.sessions_closed += 1
         log.info("session %s closed (%s)", session_id, reason)
 
+    def _write_alerts(self, events: Iterable[AlertEvent]) -> None:
+        for event in events:
+            self.alert_store.write(event)
+
+    # --- timers and retention ---
     def housekeeping(self, force: bool = False) -> None:
-        """Close idle sessions and ending ones past their grace; prune the index.
+        """Close idle sessions and ending ones past their grace; prune indexes and alerts.
 
         Not while partitions are unassigned or a full poll says we are behind: silence then
         means "not read yet", and closing early would export a partial report."""
@@ -153,11 +216,32 @@ class Aggregator:
                 self.idle_timeout_s, self.end_grace_s, self.consuming_since):
             self._close(session_id, reason)
         self.store.prune_index()
+        if force or now - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = now
+            self._prune_alerts()
+
+    def _prune_alerts(self) -> None:
+        """Bounded alert state: open alerts of closed or vanished sessions leave alerts:open
+        (resolved in their session's list), and the monitor forgets cameras gone quiet (a
+        session closes after idle_timeout_s, so twice that marks a leftover)."""
+        if not (self.monitor and self.alert_store):
+            return
+        now = time.time()
+        for record in self.alert_store.prune_stale():
+            self.monitor.forget(record["camera_id"], record["session_id"])
+            self._write_alerts([AlertEvent("resolved", dict(
+                record, status="resolved", resolved_at=now,
+                resolved_offset_s=record.get("opened_offset_s"),
+                resolved_because="session_closed"))])
+        idle_s = 2 * self.idle_timeout_s + self.end_grace_s
+        self._write_alerts(self.monitor.forget_idle(idle_s, now))
 
 
 def run_consumer(aggregator: Aggregator, consumer, stop: threading.Event,
-                 max_records: int, poll_timeout_ms: int) -> None:
-    """Poll, apply, commit until `stop` is set. Redis errors propagate uncommitted."""
+                 max_records: int, poll_timeout_ms: int,
+                 flush: Callable[[float], object] | None = None) -> None:
+    """Poll, apply, commit until `stop` is set. Redis errors and undelivered dead letters
+    propagate uncommitted. `flush` flushes the dead-letter producer."""
     aggregator.consuming_since = None  # until the group gives us partitions
     while not stop.is_set():
         polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
@@ -169,6 +253,7 @@ def run_consumer(aggregator: Aggregator, consumer, stop: threading.Event,
             aggregator.housekeeping()
             continue
         aggregator.process(records)
+        aggregator.confirm_deadletters(flush)
         try:
             consumer.commit()
             aggregator.counters.commits += 1

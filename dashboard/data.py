@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,13 +21,27 @@ import redis
 from moodstream.emotions import EMOTIONS
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
-from moodstream.schemas import valid_id
+from moodstream.schemas import MAX_OFFSET_S, TS_LIMIT, valid_id
+
+# The longest trend the page asks for (layout.TREND_WINDOWS), with room to spare: the
+# script refuses a longer span, so no value in Redis can make it loop for long.
+MAX_TREND_SECONDS = 3600
 
 # Read-only: mean sentiment of each second t in [ARGV[1], ARGV[2]] of one buckets hash,
-# packed as "0.1234,,-0.5" ("" = a second without faces).
+# packed as "0.1234,,-0.5" ("" = a second without faces). The loop's range comes from
+# Redis data (a camera's last offset_s), so it is checked first: whole numbers in
+# [0, ARGV[4]] at most ARGV[3] seconds apart (a double as large as 1e17 would otherwise
+# never step past itself: t + 1 == t, an endless loop that blocks Redis). Anything else
+# returns "".
 TREND_SCRIPT = """
+local lo, hi = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_span, max_t = tonumber(ARGV[3]), tonumber(ARGV[4])
+if not (lo and hi and lo >= 0 and hi <= max_t and hi >= lo and hi - lo < max_span
+        and math.floor(lo) == lo and math.floor(hi) == hi) then
+  return ''
+end
 local out = {}
-for t = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+for t = lo, hi do
   local v = redis.call('HMGET', KEYS[1], t .. '|faces', t .. '|sentiment_sum')
   local faces, total = tonumber(v[1]), tonumber(v[2])
   if faces and faces > 0 and total then
@@ -93,10 +108,19 @@ class SessionFilter:
 
 
 def _float(value: Any) -> float | None:
+    """A finite number, or None (absent, not a number, NaN or infinite)."""
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _timestamp(value: Any) -> float | None:
+    """Epoch seconds the aggregator could have written (schemas.TS_LIMIT), else None: a
+    page never overflows on a timestamp (datetime stops at year 9999)."""
+    number = _float(value)
+    return number if number is not None and 0 <= number <= TS_LIMIT else None
 
 
 def _int(value: Any) -> int:
@@ -167,13 +191,14 @@ class DashboardData:
             pipe.hget(self.keys.meta(cam.session_id), "started_at")
         plans = []
         for cam, started in zip(live, pipe.execute()):
-            span = _window_seconds(cam, _float(started), now, window_s)
+            span = _window_seconds(cam, _timestamp(started), now, window_s)
             if span:
-                plans.append((cam, _float(started), span))
+                plans.append((cam, _timestamp(started), span))
         pipe = self.client.pipeline(transaction=False)
         for cam, _started, span in plans:
             self._trend_script(keys=[self.keys.buckets(cam.session_id)],
-                               args=[span.start, span.stop - 1], client=pipe)
+                               args=[span.start, span.stop - 1, MAX_TREND_SECONDS,
+                                     int(MAX_OFFSET_S)], client=pipe)
         series = {}
         for (cam, started, span), packed in zip(plans, pipe.execute()):
             points = _points(started, span, packed.split(","), since=now - window_s)
@@ -225,6 +250,8 @@ class DashboardData:
             summary = json.loads(raw)
         except json.JSONDecodeError:
             return None
+        if not isinstance(summary, dict):
+            return None
         return SessionRow(session_id, str(summary.get("camera_id") or ""), "closed",
                           _iso_ts(summary.get("started_at")), _iso_ts(summary.get("ended_at")),
                           _int(summary.get("frames_processed")), _int(summary.get("faces_detected")),
@@ -241,7 +268,7 @@ def _camera_live(camera_id: str, raw: dict[str, str]) -> CameraLive:
     session_id = raw.get("session_id") or None
     return CameraLive(
         camera_id=camera_id, session_id=session_id if session_id and valid_id(session_id) else None,
-        last_seen=_float(raw.get("last_seen")), sentiment=_float(raw.get("sentiment")),
+        last_seen=_timestamp(raw.get("last_seen")), sentiment=_float(raw.get("sentiment")),
         faces=_int(raw.get("faces")), people=_int(raw.get("people")),
         dominant=raw.get("dominant") or None, probs=probs,
         alert=raw.get("alert") == "open", status=raw.get("status", ""),
@@ -253,8 +280,8 @@ def _session_row(session_id: str, meta: dict, totals: dict) -> SessionRow:
     sentiment_sum = _float(totals.get("sentiment_sum")) or 0.0
     return SessionRow(
         session_id=session_id, camera_id=meta["camera_id"], status=meta.get("status") or "open",
-        started_at=_float(meta.get("started_at")),
-        ended_at=_float(meta.get("ended_at")) or _float(meta.get("last_seen")),
+        started_at=_timestamp(meta.get("started_at")),
+        ended_at=_timestamp(meta.get("ended_at")) or _timestamp(meta.get("last_seen")),
         frames=_int(totals.get("frames")), faces=faces,
         mean_sentiment=round(sentiment_sum / faces, 4) if faces else None)
 
@@ -279,6 +306,8 @@ def _window_seconds(cam: CameraLive, started: float | None, now: float,
         return None
     t_hi = int(cam.offset_s) if cam.offset_s is not None else int(now - started)
     t_lo = max(0, int(now - window_s - started), t_hi - int(window_s))
+    if not 0 <= t_hi <= MAX_OFFSET_S or t_hi - t_lo >= MAX_TREND_SECONDS:
+        return None  # not a session second the aggregator accepts, or a window too long
     return range(t_lo, t_hi + 1) if t_hi >= t_lo else None
 
 

@@ -106,7 +106,13 @@ def _session_page() -> list:
 
 
 def fmt_time(ts: float | None) -> str:
-    return utc(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "—"
+    """UTC time of epoch seconds; "—" when absent or beyond what a date can show (±1e20)."""
+    if not ts:
+        return "—"
+    try:
+        return utc(ts).strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError, OSError, TypeError):
+        return "—"
 
 
 def fmt_sentiment(value: float | None) -> str:
@@ -184,9 +190,9 @@ def describe_alert(alert: Mapping[str, Any]) -> str:
         if isinstance(alert.get(key), (int, float)):
             parts.append(f"{label} {alert[key]:+.2f}")
     if isinstance(alert.get("opened_at"), (int, float)):
-        parts.append(f"since {fmt_time(float(alert['opened_at']))} UTC")
+        parts.append(f"since {fmt_time(alert['opened_at'])} UTC")
     if isinstance(alert.get("resolved_at"), (int, float)):
-        parts.append(f"resolved {fmt_time(float(alert['resolved_at']))} UTC")
+        parts.append(f"resolved {fmt_time(alert['resolved_at'])} UTC")
     return " · ".join(parts)
 
 
@@ -195,6 +201,7 @@ def session_summary(report: Mapping[str, Any]) -> html.Table:
               ("started", report.get("started_at")), ("ended", report.get("ended_at")),
               ("duration (s)", report.get("duration_s")),
               ("frames processed", report.get("frames_processed")),
+              ("frames skipped (unreadable)", report.get("skipped_frames")),
               ("faces detected", report.get("faces_detected")),
               ("tracks (people)", report.get("people")),
               ("dominant emotion", report.get("dominant_emotion")),

@@ -14,7 +14,9 @@ Per session ``S`` of camera ``C``::
                                        end_reason, updated_at (aggregator wall clock of
                                        the last write; drives the idle timeout), valence
                                        (JSON weights the sentiment sums were made with)
-    {p}:session:S:totals         HASH  frames, frames_with_faces, faces, excluded_faces,
+    {p}:session:S:totals         HASH  frames (analysed), skipped_frames (the detector
+                                       dead-lettered them: handled, no faces),
+                                       frames_with_faces, faces, excluded_faces,
                                        sentiment_sum, p:<emotion> (probability sums)
     {p}:session:S:buckets        HASH  per-second buckets, field "<t>|<name>" with name in
                                        frames, faces, sentiment_sum, p:<emotion>;
@@ -23,22 +25,19 @@ Per session ``S`` of camera ``C``::
     {p}:session:S:bucket_tracks  HASH  "<t>" -> number of distinct tracks in second t
     {p}:session:S:bucket_track_ids SET "<t>|<track_id>" pairs already counted in
                                        bucket_tracks (makes that count distinct)
-    {p}:session:S:seen           SET   frame seqs already applied (exactly-once effect)
+    {p}:session:S:seen:R         BITMAP bit seq set once frame (S, run R, seq) is applied:
+                                       the exactly-once guard. One per ingest run R
+                                       (seq restarts at 0 in every run); seq <=
+                                       schemas.MAX_SEQ keeps one bitmap <= 8 MiB
+                                       (~54 KB per camera-day at 5 fps)
     {p}:session:S:alerts         LIST  alert records (JSON), newest last
     {p}:session:S:summary        STRING  JSON summary written when the session closes;
                                        may outlive the buckets (separate TTL). It is
                                        reports.build_report() at close time.
 
-Retention: the aggregator puts one TTL (bucket TTL) on every key of session_keys() and
-refreshes it on each write; the summary has its own, usually longer, TTL. Alert records
-(in the session's alerts list and alerts:open) are JSON objects with id, camera_id,
-session_id, status (open|resolved), opened_at/resolved_at (epoch s), opened_offset_s/
-resolved_offset_s (session time), threshold, window_s, sentiment (window mean when
-opened), worst (lowest window mean while open), index (position in the alerts list).
-
 Per camera::
 
-    {p}:cameras                  ZSET  member C, score = last_seen
+    {p}:cameras                  ZSET  member C, score = last_seen (capture_ts)
     {p}:camera:C:live            HASH  session_id, last_seen, sentiment (EMA), faces,
                                        people, dominant, p:<emotion> (EMA), alert
                                        (open|"" ), status, capture_ts (of the last applied
@@ -52,6 +51,21 @@ Launcher (``moodstream demo`` / ``analyze``)::
     {p}:workers                  HASH  worker or embedded server name -> JSON {name, kind,
                                        pid, restarts, last_exit, state, updated_at}; TTL
                                        30 s, refreshed each second while the launcher runs
+
+Retention (every key has a TTL, refreshed on each write, when the TTLs are non-zero):
+the bucket TTL on every key of session_keys(), on each run's seen bitmap, on camera
+live hashes and on the cameras, active-sessions and alerts:open keys; the summary has
+its own, usually longer, TTL, and the sessions index the longer of the two. Members are
+pruned too: sessions whose data and summary expired, cameras not seen for the bucket
+TTL, open alerts whose session is closed or gone. A run's seen bitmap expires one
+bucket TTL after that run's last frame, so a redelivery older than that (beyond Kafka's
+default 7-day retention) would count again.
+
+Alert records (in the session's alerts list and alerts:open) are JSON objects with id,
+camera_id, session_id, status (open|resolved), opened_at/resolved_at (epoch s),
+opened_offset_s/resolved_offset_s (session time), threshold, window_s, sentiment (window
+mean when opened), worst (lowest window mean while open), index (position in the alerts
+list), resolved_because (cleared, session_changed, session_closed, camera_idle).
 """
 
 from __future__ import annotations
@@ -112,8 +126,9 @@ class RedisKeys:
     def bucket_track_ids(self, session_id: str) -> str:
         return self._session(session_id, "bucket_track_ids")
 
-    def seen(self, session_id: str) -> str:
-        return self._session(session_id, "seen")
+    def seen(self, session_id: str, run_id: str) -> str:
+        """The dedupe bitmap of one ingest run of the session (bit = seq)."""
+        return self._session(session_id, f"seen:{run_id}")
 
     def alerts(self, session_id: str) -> str:
         return self._session(session_id, "alerts")
@@ -122,8 +137,9 @@ class RedisKeys:
         return self._session(session_id, "summary")
 
     def session_keys(self, session_id: str) -> list[str]:
+        """The session's fixed keys (the seen bitmaps are one per run, named by seen())."""
         return [self.meta(session_id), self.totals(session_id), self.buckets(session_id),
-                self.tracks(session_id), self.bucket_tracks(session_id), self.seen(session_id),
+                self.tracks(session_id), self.bucket_tracks(session_id),
                 self.alerts(session_id), self.bucket_track_ids(session_id)]
 
     # --- per camera ---

@@ -30,17 +30,24 @@ class ReportError(ValueError):
 
 
 def _iso(ts: str | float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC; None when absent or not a representable time."""
     if ts in (None, ""):
         return None
-    return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        moment = datetime.fromtimestamp(float(ts), tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):  # NaN, +-1e20, beyond year 9999
+        return None
+    return moment.isoformat(timespec="milliseconds")
 
 
 def _timeline(buckets: dict[int, dict[str, float]], tracks: dict[str, str]) -> list[dict[str, Any]]:
-    if not buckets:
-        return []
+    """One entry per second that has a bucket, ascending.
+
+    Only seconds with data: a report's size follows what was recorded, never the numeric
+    range of offset_s (one frame at offset 2e5 once made a 37 MB summary). A second
+    without frames (a gap in a live stream) has no entry."""
     out = []
-    for t in range(0, max(buckets) + 1):  # every second, also those without detections
-        b = buckets.get(t, {})
+    for t, b in sorted(buckets.items()):
         faces = int(b.get("faces", 0))
         out.append({
             "t": t,
@@ -80,6 +87,8 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         "ended_at": _iso(meta.get("ended_at") or meta.get("last_seen")),
         "duration_s": (max(buckets) + 1) if buckets else 0,
         "frames_processed": int(totals.get("frames", 0)),
+        # Frames the detector dead-lettered (corrupt, oversized, ...): handled, not analysed.
+        "skipped_frames": int(totals.get("skipped_frames", 0)),
         "frames_with_faces": int(totals.get("frames_with_faces", 0)),
         "faces_detected": faces,
         "people": r.scard(keys.tracks(session_id)),

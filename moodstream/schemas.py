@@ -2,22 +2,51 @@
 
 Every JSON message carries `v` (schema version). Parsing never raises anything but
 MessageError, so a consumer can dead-letter or count a malformed message in one place.
+
+Kafka input is untrusted: parsing bounds the size and nesting of the JSON, and every
+number and string, before a consumer acts on it (the bounds are the constants below).
+Messages built in-process get the same static bounds; the clock window on timestamps
+(TS_MIN .. now + TS_MAX_AHEAD_S) is a receive-time check, applied only when parsing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 from moodstream.emotions import EMOTIONS
 
 SCHEMA_VERSION = 1
 # Ids become parts of Redis keys and file names: keep them to a safe alphabet.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+# --- bounds on untrusted input ---
+MAX_MESSAGE_BYTES = 1 << 20  # a detection with MAX_FACES faces is ~100 KB
+MAX_JSON_DEPTH = 16  # a detection nests 4 deep (message > faces > face > probs)
+MAX_HEADER_BYTES = 256  # one Kafka header value of the frames topic
+TS_MIN = 946_684_800.0  # 2000-01-01T00:00:00Z: older capture clocks are wrong clocks
+TS_LIMIT = 4_102_444_800.0  # 2100-01-01: the static bound, for messages built in-process
+TS_MAX_AHEAD_S = 86_400.0  # at receipt, a timestamp may be this far ahead of our clock
+MAX_OFFSET_S = 7 * 86_400.0  # session time; longer live sessions must roll over
+MAX_SEQ = (1 << 26) - 1  # 7 days at 110 fps; one run's dedupe bitmap stays <= 8 MiB
+MAX_FACES = 256  # faces in one frame
+MAX_EXCLUDED_FACES = 4096  # faces dropped by ROI masks in one frame
+MAX_FRAME_SIDE = 16_384  # pixels
+MAX_TRACK_ID = (1 << 53) - 1  # detector TrackIds: 31-bit instance prefix + 22-bit counter
+MAX_TIMING_MS = 1e13  # ~300 years: e2e of a frame stamped at the epoch is still in range
+# int8 model outputs are multiples of 1/256: seven of them sum to 1 +- 7/512 (the shipped
+# model measured 0.0078 off), so a tighter tolerance would reject real detections.
+PROB_SUM_TOLERANCE = 0.02
+MAX_SOURCE_CHARS = 1024  # a redacted URL or a path
+MAX_REASON_CHARS = 200  # control reason, skipped reason
+MAX_LABEL_CHARS = 128  # detector_id
 
 
 class MessageError(ValueError):
@@ -26,13 +55,27 @@ class MessageError(ValueError):
 
 def valid_id(value: str) -> bool:
     # fullmatch: with match(), "$" would also accept a trailing newline.
-    return bool(ID_PATTERN.fullmatch(value or ""))
+    return isinstance(value, str) and bool(ID_PATTERN.fullmatch(value or ""))
 
 
 def check_id(value: str, what: str) -> str:
     if not valid_id(value):
-        raise MessageError(f"invalid {what} {value!r}: use letters, digits, _ . : - (max 128)")
+        raise MessageError(f"invalid {what} {value!r:.60}: use letters, digits, _ . : - (max 128)")
     return value
+
+
+def check_timestamp(value: float, what: str, now: float | None = None) -> float:
+    """Receive-time window: a finite epoch time from TS_MIN to TS_MAX_AHEAD_S past now."""
+    now = time.time() if now is None else now
+    if not (math.isfinite(value) and TS_MIN <= value <= now + TS_MAX_AHEAD_S):
+        raise MessageError(f"{what} {value!r} outside [2000-01-01, now + "
+                           f"{TS_MAX_AHEAD_S:.0f} s]")
+    return value
+
+
+def _check_range(value: float, what: str, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise MessageError(f"{what} {value!r} outside [{low:g}, {high:g}]")
 
 
 @dataclass(frozen=True)
@@ -41,7 +84,7 @@ class FrameHeaders:
 
     camera_id: str
     session_id: str
-    seq: int  # per-session frame counter, from 0
+    seq: int  # per-run frame counter, from 0
     capture_ts: float  # epoch seconds, source clock when known, else host clock
     offset_s: float  # seconds since session start: media time for files, wall time for live
     width: int = 0
@@ -57,22 +100,56 @@ class FrameHeaders:
             ("width", self.width), ("height", self.height), ("run_id", self.run_id))]
 
     @classmethod
-    def from_kafka(cls, headers: list[tuple[str, bytes]] | None) -> "FrameHeaders":
-        h = {k: v for k, v in (headers or [])}
+    def from_kafka(cls, headers: list[tuple[str, bytes]] | None,
+                   now: float | None = None) -> "FrameHeaders":
+        h = _header_dict(headers)
         missing = [k for k in ("camera_id", "session_id", "seq", "capture_ts") if k not in h]
         if missing:
             raise MessageError(f"missing frame header(s): {', '.join(missing)}")
         try:
-            capture_ts = float(h["capture_ts"])
-            return cls(
-                camera_id=check_id(h["camera_id"].decode(), "camera_id"),
-                session_id=check_id(h["session_id"].decode(), "session_id"),
-                seq=int(h["seq"]), capture_ts=capture_ts,
-                offset_s=float(h.get("offset_s", b"0")),
-                width=int(h.get("width", b"0")), height=int(h.get("height", b"0")),
-                run_id=check_id(h.get("run_id", b"0").decode(), "run_id"))
+            out = cls(camera_id=check_id(h["camera_id"].decode(), "camera_id"),
+                      session_id=check_id(h["session_id"].decode(), "session_id"),
+                      seq=int(h["seq"]), capture_ts=float(h["capture_ts"]),
+                      offset_s=float(h.get("offset_s", b"0")),
+                      width=int(h.get("width", b"0")), height=int(h.get("height", b"0")),
+                      run_id=check_id(h.get("run_id", b"0").decode(), "run_id"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise MessageError(f"bad frame header: {exc}") from None
+        out._check_bounds(now)
+        return out
+
+    def _check_bounds(self, now: float | None) -> None:
+        _check_range(self.seq, "seq", 0, MAX_SEQ)
+        _check_range(self.offset_s, "offset_s", 0.0, MAX_OFFSET_S)
+        _check_range(self.width, "width", 0, MAX_FRAME_SIDE)
+        _check_range(self.height, "height", 0, MAX_FRAME_SIDE)
+        check_timestamp(self.capture_ts, "capture_ts", now)
+
+
+def _header_dict(headers: Any) -> dict[str, bytes]:
+    """Kafka headers as a dict; a null, non-bytes or oversized value is a MessageError."""
+    out = {}
+    for item in headers or []:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise MessageError("malformed frame header")
+        key, value = item
+        if not isinstance(value, bytes) or len(value) > MAX_HEADER_BYTES:
+            raise MessageError(f"frame header {key!r:.40} is null, not bytes or too long")
+        out[key] = value
+    return out
+
+
+# --- JSON messages ---
+
+def _as_tuple(value):
+    # Strict parsing takes no list for a tuple; JSON only has lists.
+    return tuple(value) if isinstance(value, list) else value
+
+
+Coordinate = Annotated[int, Field(ge=-MAX_FRAME_SIDE, le=MAX_FRAME_SIDE)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Millis = Annotated[float, Field(ge=0.0, le=MAX_TIMING_MS, allow_inf_nan=False)]
+Timestamp = Annotated[float, Field(ge=0.0, le=TS_LIMIT, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -80,25 +157,51 @@ class _Strict(BaseModel):
 
 
 class Face(_Strict):
-    box: tuple[int, int, int, int]  # x, y, w, h in frame pixels
-    score: float
-    track_id: int | None = None
-    probs: dict[str, float]  # raw model output, one entry per emotion
-    smoothed: dict[str, float] | None = None  # per-track smoothed probabilities
+    box: Annotated[tuple[Coordinate, Coordinate, Coordinate, Coordinate],
+                   BeforeValidator(_as_tuple)]  # x, y, w, h in frame pixels
+    score: Probability
+    track_id: int | None = Field(None, ge=0, le=MAX_TRACK_ID)
+    probs: dict[str, Probability]  # raw model output, one entry per emotion
+    smoothed: dict[str, Probability] | None = None  # per-track smoothed probabilities
 
     @field_validator("probs", "smoothed")
     @classmethod
     def _seven_emotions(cls, value):
-        if value is not None and set(value) != set(EMOTIONS):
+        if value is None:
+            return value
+        if set(value) != set(EMOTIONS):
             raise ValueError(f"probabilities must name exactly {list(EMOTIONS)}")
+        if abs(sum(value.values()) - 1.0) > PROB_SUM_TOLERANCE:
+            raise ValueError(f"probabilities must sum to 1 +- {PROB_SUM_TOLERANCE}")
         return value
+
+    @field_validator("box")
+    @classmethod
+    def _positive_size(cls, value):
+        if value[2] < 1 or value[3] < 1:
+            raise ValueError("box width and height must be at least 1 pixel")
+        return value
+
+    def clipped(self, frame_w: int, frame_h: int) -> "Face":
+        """This face with its box clipped into the frame (0 = that side unknown).
+
+        A face cut by the frame edge is real: detectors report its box partly outside,
+        so it is clipped, not rejected. A box wholly outside the frame is an error."""
+        x, y, w, h = self.box
+        x0, y0 = max(0, x), max(0, y)
+        x1 = min(x + w, frame_w) if frame_w else x + w
+        y1 = min(y + h, frame_h) if frame_h else y + h
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box {self.box} lies outside the {frame_w}x{frame_h} frame")
+        box = (x0, y0, x1 - x0, y1 - y0)
+        return self if box == self.box else self.model_copy(update={"box": box})
 
 
 class Timing(_Strict):
-    decode_ms: float = 0.0
-    detect_ms: float = 0.0
-    classify_ms: float = 0.0
-    e2e_ms: float = 0.0  # capture -> detection produced
+    decode_ms: Millis = 0.0
+    detect_ms: Millis = 0.0
+    classify_ms: Millis = 0.0
+    e2e_ms: Millis = 0.0  # capture -> detection produced
 
 
 class _SessionMessage(_Strict):
@@ -117,6 +220,9 @@ class _SessionMessage(_Strict):
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def check_clock(self, now: float | None = None) -> None:
+        """Receive-time checks (the timestamp window); overridden by each message type."""
+
 
 class DetectionMessage(_SessionMessage):
     """Everything the detector says about one frame. No pixels, ever."""
@@ -124,28 +230,48 @@ class DetectionMessage(_SessionMessage):
     v: int = SCHEMA_VERSION
     camera_id: str
     session_id: str
-    seq: int
-    capture_ts: float
-    offset_s: float
-    frame_w: int = 0
-    frame_h: int = 0
-    faces: list[Face] = Field(default_factory=list)
-    excluded_faces: int = 0  # dropped by ROI masks before classification
+    seq: int = Field(ge=0, le=MAX_SEQ)
+    capture_ts: Timestamp
+    offset_s: float = Field(ge=0.0, le=MAX_OFFSET_S, allow_inf_nan=False)
+    frame_w: int = Field(0, ge=0, le=MAX_FRAME_SIDE)
+    frame_h: int = Field(0, ge=0, le=MAX_FRAME_SIDE)
+    faces: list[Face] = Field(default_factory=list, max_length=MAX_FACES)
+    # dropped by ROI masks before classification
+    excluded_faces: int = Field(0, ge=0, le=MAX_EXCLUDED_FACES)
     timing: Timing = Field(default_factory=Timing)
-    detector_id: str = ""
+    detector_id: str = Field("", max_length=MAX_LABEL_CHARS)
     run_id: str = "0"  # the ingest run that published the frame (FrameHeaders.run_id)
     # Non-empty: the detector dead-lettered this frame (the reason's kind, e.g. "corrupt
     # frame"); it has no faces but still counts as handled, so sessions can complete.
-    skipped: str = ""
+    skipped: str = Field("", max_length=MAX_REASON_CHARS)
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, value):
+        if not valid_id(value):
+            raise ValueError("unsafe id")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.skipped and (self.faces or self.excluded_faces):
+            raise ValueError("a skipped frame has no faces")
+        clipped = [face.clipped(self.frame_w, self.frame_h) for face in self.faces]
+        if any(new is not old for new, old in zip(clipped, self.faces)):
+            object.__setattr__(self, "faces", clipped)  # frozen model: set once, here
+        return self
 
     @property
     def frame_key(self) -> str:
         """Frame identity used for exactly-once aggregation."""
         return f"{self.camera_id}|{self.session_id}|{self.run_id}|{self.seq}"
 
+    def check_clock(self, now: float | None = None) -> None:
+        check_timestamp(self.capture_ts, "capture_ts", now)
+
     @classmethod
-    def from_bytes(cls, raw: bytes | None) -> "DetectionMessage":
-        return _parse(cls, raw)
+    def from_bytes(cls, raw: bytes | None, now: float | None = None) -> "DetectionMessage":
+        return _parse(cls, raw, now)
 
 
 class ControlEvent(_SessionMessage):
@@ -155,29 +281,74 @@ class ControlEvent(_SessionMessage):
     type: Literal["session_start", "session_end"]
     camera_id: str
     session_id: str
-    ts: float
-    source: str = ""  # redacted source URL or path
-    frames_published: int | None = None  # on session_end: how many frames to wait for
-    reason: str = ""  # on session_end: eof, gap, schedule, shutdown, error
+    ts: Timestamp
+    source: str = Field("", max_length=MAX_SOURCE_CHARS)  # redacted source URL or path
+    # on session_end: how many frames to wait for
+    frames_published: int | None = Field(None, ge=0, le=MAX_SEQ + 1)
+    # on session_end: eof, gap, schedule, shutdown, error
+    reason: str = Field("", max_length=MAX_REASON_CHARS)
+
+    def check_clock(self, now: float | None = None) -> None:
+        check_timestamp(self.ts, "ts", now)
 
     @classmethod
-    def from_bytes(cls, raw: bytes | None) -> "ControlEvent":
-        return _parse(cls, raw)
+    def from_bytes(cls, raw: bytes | None, now: float | None = None) -> "ControlEvent":
+        return _parse(cls, raw, now)
 
 
-def _parse(model: type[BaseModel], raw: bytes | None):
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _json_depth(data: Any) -> int:
+    """Nesting depth of parsed JSON (0 for a scalar), iteratively: a recursive walk could
+    overflow. Stops counting once past MAX_JSON_DEPTH."""
+    if not isinstance(data, (dict, list)):
+        return 0
+    deepest, stack = 1, [(data, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        for child in (node.values() if type(node) is dict else node):
+            if type(child) is dict or type(child) is list:  # JSON makes no subclasses
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def _load_json(raw: Any) -> dict:
     if not raw:
         raise MessageError("empty message")
+    if not isinstance(raw, (bytes, bytearray, str)):
+        raise MessageError(f"message is {type(raw).__name__}, not bytes")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MessageError(f"message too large: {len(raw)} bytes > {MAX_MESSAGE_BYTES}")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MessageError(f"not JSON: {exc}") from None
+        # Numbers too large for a float (1e400) parse as inf: the models reject non-finite
+        # values field by field (allow_inf_nan=False), so no per-number hook is needed here.
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MessageError(f"JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, over-long integers
+        raise MessageError(f"not JSON: {str(exc)[:200]}") from None
+    if _json_depth(data) > MAX_JSON_DEPTH:
+        raise MessageError(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     if not isinstance(data, dict):
         raise MessageError("not a JSON object")
-    if data.get("v") != SCHEMA_VERSION:
-        raise MessageError(f"unsupported schema version {data.get('v')!r}")
+    version = data.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise MessageError(f"unsupported schema version {str(version)[:40]!r}")
+    return data
+
+
+def _parse(model: type[_SessionMessage], raw: bytes | None, now: float | None = None):
+    data = _load_json(raw)
     try:
-        return model.model_validate(data)
+        # Strict: a string or a boolean where a number belongs is an error, not a number.
+        message = model.model_validate(data, strict=True)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise MessageError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        raise MessageError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"[:300]) from None
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+        raise MessageError(f"invalid message: {type(exc).__name__}") from None
+    message.check_clock(now)
+    return message

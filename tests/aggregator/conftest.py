@@ -56,3 +56,23 @@ def make_store(redis_conn, keys):
              ema_alpha: float = 0.5) -> SessionStore:
         return SessionStore(redis_conn, keys, valence, bucket_ttl_s, summary_ttl_s, ema_alpha)
     return make
+
+
+@pytest.fixture
+def raw_conn(redis_server):
+    """The tests' Redis db without decoding: seen bitmaps are binary strings."""
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, db=15)
+    yield client
+    client.close()
+
+
+def snapshot(raw: redis.Redis, prefix: str) -> dict[bytes, bytes]:
+    """Every key under the prefix with its serialized value (DUMP): equal snapshots mean
+    nothing under the prefix changed."""
+    return {key: raw.dump(key) for key in sorted(raw.scan_iter(f"{prefix}:*", count=1000))}
+
+
+def keys_without_ttl(raw: redis.Redis, prefix: str) -> dict[bytes, int]:
+    """Keys under the prefix that would live forever (TTL -1), with that TTL."""
+    found = {key: raw.ttl(key) for key in raw.scan_iter(f"{prefix}:*", count=1000)}
+    return {key: ttl for key, ttl in found.items() if ttl <= 0 and ttl != -2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -150,9 +151,11 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
 def test_kafka_to_redis_with_duplicates_poison_and_an_early_end_event(stack_env, tmp_path):
     r, keys = prepare(stack_env)
     frames = stream(60)
+    deep = b'{"v": 1, "faces": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    far = frames[0].to_bytes().replace(b'"offset_s":0.0', b'"offset_s":1e17')
     produce(stack_env, [control("session_start", source="clip.mp4"), *frames[:50],
-                        *frames[10:20], b"{broken", control("session_end", frames=60),
-                        *frames[50:]])
+                        *frames[10:20], b"{broken", deep, far,
+                        control("session_end", frames=60), *frames[50:]])
     log_path = tmp_path / "aggregator.log"
     proc = start_aggregator(stack_env, log_path, "--idle-timeout-s", "60")
     try:
@@ -164,16 +167,20 @@ def test_kafka_to_redis_with_duplicates_poison_and_an_early_end_event(stack_env,
         assert report["mean_sentiment"] == pytest.approx(want["mean_sentiment"], abs=1e-4)
         assert report["source"] == "clip.mp4" and report["status"] == "closed"
         assert [row["t"] for row in report["timeline"]] == list(range(6))
-        assert r.scard(keys.seen("s1")) == 60
+        assert r.bitcount(keys.seen("s1", "0")) == 60
     finally:
         code = stop(proc)
     assert code == 0, log_path.read_text()[-2000:]
     log = log_path.read_text()
     assert "skipped malformed message" in log and "Traceback" not in log
-    dead = read_topic(stack_env, Topics(stack_env["MOODSTREAM_TOPIC_PREFIX"]).deadletter, 1)
-    assert [d.value for d in dead] == [b"{broken"]
+    dead = read_topic(stack_env, Topics(stack_env["MOODSTREAM_TOPIC_PREFIX"]).deadletter, 3)
+    assert [d.value for d in dead] == [b""] * 3  # evidence, never the payload
+    reasons = [dict(d.headers)["reason"] for d in dead]
+    assert b"nested" in reasons[1] and b"offset_s" in reasons[2]
     headers = dict(dead[0].headers)
     assert b"not JSON" in headers["reason"] and headers["source_topic"].endswith(b".detections")
+    assert headers["original_bytes"] == b"7"
+    assert headers["original_sha256"] == hashlib.sha256(b"{broken").hexdigest().encode()
 
 
 def read_topic(env: dict, topic: str, count: int, timeout: float = 20) -> list:

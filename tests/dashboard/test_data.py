@@ -11,10 +11,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dashboard.data import DashboardData, DataUnavailable, SessionFilter
+from dashboard.data import (MAX_TREND_SECONDS, TREND_SCRIPT, DashboardData, DataUnavailable,
+                            SessionFilter)
+from dashboard.layout import cameras_table, describe_alert, fmt_time, sessions_table
 from moodstream.embedded import free_port
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import ReportError, SessionNotFound
+from moodstream.schemas import MAX_OFFSET_S
 from tests.dashboard.redis_fill import Filler
 
 pytestmark = pytest.mark.integration
@@ -140,3 +143,54 @@ def test_unreachable_redis_becomes_data_unavailable():
     for call in (data.cameras, data.open_alerts, data.sessions, data.active_sessions):
         with pytest.raises(DataUnavailable, match="Redis unreachable"):
             call()
+
+
+def test_trend_never_loops_over_a_range_taken_from_redis_data(store):
+    # offset_s = 1e17 once reached a camera's live hash: the trend script looped
+    # `for t = 1e17 - 900, 1e17` forever (t + 1 == t in doubles) and Redis answered BUSY.
+    data, client, prefix = store
+    client.hset(f"{prefix}:camera:cam-z:live", mapping={"session_id": "zz", "offset_s": "1e17",
+                                                         "last_seen": str(NOW)})
+    client.hset(f"{prefix}:session:zz:meta", mapping={"camera_id": "cam-z",
+                                                      "started_at": str(NOW - 60)})
+    client.zadd(f"{prefix}:cameras", {"cam-z": NOW})
+    try:
+        started = time.monotonic()
+        series = data.trend(data.cameras(), 900)
+        assert "cam-z · zz" not in series and "cam-b · live-b" in series
+        script = client.register_script(TREND_SCRIPT)
+        for lo, hi in ((1e17 - 900, 1e17), (0, 10 ** 9), (5, 4), (-3, 2), (0.5, 2), (0, "nan")):
+            assert script(keys=[f"{prefix}:session:zz:buckets"],
+                          args=[lo, hi, MAX_TREND_SECONDS, int(MAX_OFFSET_S)]) == ""
+        assert time.monotonic() - started < 5
+    finally:
+        client.delete(f"{prefix}:camera:cam-z:live", f"{prefix}:session:zz:meta")
+        client.zrem(f"{prefix}:cameras", "cam-z")
+
+
+@pytest.mark.parametrize("bad", ["1e20", "-1e20", "nan", "inf", "1e300"])
+def test_extreme_timestamps_never_overflow_the_sessions_page(store, bad):
+    data, client, prefix = store
+    client.zadd(f"{prefix}:sessions", {"weird": NOW + 1})
+    client.hset(f"{prefix}:session:weird:meta", mapping={"camera_id": "cam-a", "started_at": bad,
+                                                         "ended_at": bad, "status": "closed"})
+    client.hset(f"{prefix}:camera:cam-a:live", "last_seen", bad)
+    try:
+        rows = data.sessions()
+        weird = next(r for r in rows if r.session_id == "weird")
+        assert weird.started_at is None and weird.ended_at is None
+        table = str(sessions_table(rows))
+        assert "weird" in table and "—" in table
+        cam_a = next(c for c in data.cameras() if c.camera_id == "cam-a")
+        assert cam_a.last_seen is None
+        cameras_table(data.cameras(), {}, NOW)  # renders
+    finally:
+        client.zrem(f"{prefix}:sessions", "weird")
+        client.delete(f"{prefix}:session:weird:meta")
+        client.hset(f"{prefix}:camera:cam-a:live", "last_seen", str(NOW))
+
+
+@pytest.mark.parametrize("ts", [1e20, -1e20, float("nan"), float("inf"), 10 ** 400])
+def test_fmt_time_and_alert_lines_survive_extreme_timestamps(ts):
+    assert fmt_time(ts) == "—"
+    assert "since — UTC" in describe_alert({"opened_at": ts, "resolved_at": ts})
