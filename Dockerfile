@@ -8,6 +8,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2
 COPY requirements.lock .
 RUN pip install --no-cache-dir -r requirements.lock \
     && if [ -n "$TF_EXTRA" ]; then pip install --no-cache-dir "tensorflow[$TF_EXTRA]==2.21.0"; fi
+# .dockerignore keeps .git, .venv, tests and config/ (camera URLs with passwords: compose
+# mounts it at run time) out of the build context, so no secret lands in a layer.
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e .
 USER nobody

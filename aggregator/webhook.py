@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 from aggregator.alerts import AlertEvent
-from moodstream.settings import redact
+from moodstream.settings import redact, redact_webhook
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class WebhookNotifier:
             self.sent += 1
         except (urllib.error.URLError, OSError, ValueError) as exc:
             self.failed += 1
-            log.warning("alert webhook %s failed: %s", redact(self.url), redact(str(exc)))
+            log.warning("alert webhook %s failed: %s", redact_webhook(self.url),
+                        redact(str(exc).replace(self.url, redact_webhook(self.url))))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Send what is queued (bounded by timeout_s), then stop the thread."""

@@ -21,6 +21,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "needs DASHBOARD_USER+DASHBOARD_PASSWORD or DASHBOARD_TOKEN)")
     parser.add_argument("--port", type=int, help="port (default 8050)")
     parser.add_argument("--refresh-s", type=float, help="refresh period, at most 2 s")
+    parser.add_argument("--behind-tls", action="store_true", default=None,
+                        help="TLS ends at a reverse proxy in front of the dashboard: cookies "
+                        "are Secure, HSTS is sent, and the proxy's X-Forwarded-For/-Proto are "
+                        "trusted (so only use it when nothing else can reach the port)")
     return parser.parse_args(argv)
 
 
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here so `--help` and config errors answer fast, before Dash loads.
     from dashboard.settings import DashboardSettings
     try:
-        settings = DashboardSettings.load(host=args.host, port=args.port, refresh_s=args.refresh_s)
+        settings = DashboardSettings.load(host=args.host, port=args.port, refresh_s=args.refresh_s,
+                                          behind_tls=args.behind_tls)
         settings.check_access()
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,9 +70,14 @@ def serve(settings, client) -> int:
     from dashboard.data import DashboardData
 
     app = create_app(settings, DashboardData(client, RedisKeys(settings.redis_prefix)))
+    # Behind a TLS proxy, waitress takes the client address and scheme from the proxy's
+    # X-Forwarded-For / -Proto (the login throttle counts per real client), https by default.
+    proxy = dict(trusted_proxy="*", trusted_proxy_count=1, url_scheme="https",
+                 trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
+                 clear_untrusted_proxy_headers=True) if settings.behind_tls else {}
     try:
         server = create_server(app.server, host=settings.host, port=settings.port,
-                               threads=settings.threads)
+                               threads=settings.threads, **proxy)
     except OSError as exc:
         print(f"dashboard: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -75,6 +85,7 @@ def serve(settings, client) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     access = "basic auth" if settings.basic_auth else "token" if settings.bearer_token else "loopback only"
+    access += ", behind TLS" if settings.behind_tls else ""
     log.info("dashboard on http://%s:%s (%s; Redis %s)", settings.host, settings.port, access,
              redact(settings.redis_url or ""))
     print(f"dashboard: serving on http://{settings.host}:{settings.port}", flush=True)

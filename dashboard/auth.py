@@ -1,8 +1,10 @@
 """Access control on the Flask server under Dash: HTTP basic auth and/or a bearer token.
 
 A browser cannot add an Authorization header by itself, so the token may also arrive once
-as ``?token=...``: it is then moved into an HttpOnly cookie and the URL is cleaned.
-Credentials are compared in constant time and never logged.
+as ``?token=...``: it is then moved into an HttpOnly, SameSite=Strict cookie (Secure when
+served over TLS) and the URL is cleaned. Credentials are compared in constant time and
+never logged. A client that keeps presenting wrong credentials is throttled (429 with
+Retry-After, see security.LoginThrottle); a request without any credentials is not a failure.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hmac
 
 from flask import Flask, Response, redirect, request
 
+from dashboard.security import LoginThrottle
+
 TOKEN_COOKIE = "moodstream_token"
 
 
@@ -18,10 +22,14 @@ def _same(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def install_auth(server: Flask, basic: tuple[str, str] | None, token: str | None) -> None:
-    """Guard every route; does nothing when neither credential is configured."""
+def install_auth(server: Flask, basic: tuple[str, str] | None, token: str | None, *,
+                 secure_cookie: bool = False, throttle: LoginThrottle | None = None) -> None:
+    """Guard every route; does nothing when neither credential is configured.
+    secure_cookie: the token cookie is Secure even when the request itself looks like plain
+    HTTP (TLS ends at a proxy in front: --behind-tls)."""
     if not basic and not token:
         return
+    throttle = throttle or LoginThrottle()
 
     def token_ok() -> bool:
         header = request.headers.get("Authorization", "")
@@ -33,13 +41,30 @@ def install_auth(server: Flask, basic: tuple[str, str] | None, token: str | None
         return bool(basic) and auth is not None and auth.type == "basic" and \
             _same(auth.username, basic[0]) & _same(auth.password, basic[1])
 
+    def presented() -> bool:
+        return any((request.headers.get("Authorization"), request.cookies.get(TOKEN_COOKIE),
+                    request.args.get("token")))
+
     @server.before_request
     def require_credentials():
+        client = request.remote_addr or "unknown"
+        wait = throttle.retry_after(client)
+        if wait:
+            return Response("too many failed logins: try again later\n", 429,
+                            {"Retry-After": str(wait)})
+        secure = secure_cookie or request.is_secure
         if token_ok() or basic_ok():
+            throttle.succeeded(client)
             return None
         if token and _same(request.args.get("token"), token):
+            throttle.succeeded(client)
             response = redirect(request.path)
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=secure)
             return response
+        if presented():
+            throttle.failed(client)
         headers = {"WWW-Authenticate": 'Basic realm="moodstream", charset="UTF-8"'} if basic else {}
-        return Response("authentication required\n", 401, headers)
+        response = Response("authentication required\n", 401, headers)
+        if request.cookies.get(TOKEN_COOKIE):  # a stale token: stop the browser resending it
+            response.delete_cookie(TOKEN_COOKIE, httponly=True, samesite="Strict", secure=secure)
+        return response

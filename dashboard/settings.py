@@ -18,6 +18,9 @@ class DashboardSettings(CommonSettings):
     password: SecretStr | None = Field(None, validation_alias=AliasChoices("DASHBOARD_PASSWORD"))
     token: SecretStr | None = Field(None, validation_alias=AliasChoices("DASHBOARD_TOKEN"))
     threads: int = Field(4, ge=1, le=64, validation_alias=AliasChoices("DASHBOARD_THREADS"))
+    # TLS ends at a reverse proxy in front of us: cookies are Secure, HSTS is sent, and the
+    # proxy's X-Forwarded-For / X-Forwarded-Proto are trusted (only then).
+    behind_tls: bool = Field(False, validation_alias=AliasChoices("DASHBOARD_BEHIND_TLS"))
     # Upper bound of rows on the sessions page, newest first.
     session_list_limit: int = Field(500, ge=1, le=10000,
                                     validation_alias=AliasChoices("DASHBOARD_SESSION_LIMIT"))

@@ -51,6 +51,24 @@ def _first_variant(master: str) -> str:
     raise ValueError("master playlist without a variant URI")
 
 
+class _NoCrossOriginAuth(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but never carry the Authorization header to another origin
+    (scheme, host or port): a playlist redirected to a CDN must not receive the camera's
+    credentials. A redirect within the same origin keeps them."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(new.full_url) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or \
+        {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
 def _fetch(url: str, timeout_s: float) -> str:
     # urllib does not take user:pass@ in a URL; send it as Basic auth like FFmpeg does.
     parts = urlsplit(url)
@@ -61,6 +79,6 @@ def _fetch(url: str, timeout_s: float) -> str:
         host = parts.hostname if ":" not in (parts.hostname or "") else f"[{parts.hostname}]"
         netloc = f"{host}:{parts.port}" if parts.port else host
         url = urlunsplit(parts._replace(netloc=netloc))
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                timeout=timeout_s) as response:
+    opener = urllib.request.build_opener(_NoCrossOriginAuth)
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout_s) as response:
         return response.read(MAX_PLAYLIST_BYTES).decode("utf-8")

@@ -14,9 +14,12 @@ def read_camera_file(path: Path) -> dict:
     """The file's top-level table; one-line SettingsError when it can't be read or parsed."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(f"cannot read camera config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"camera config {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                            f"at offset {exc.start}): save it as UTF-8") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)

@@ -49,7 +49,8 @@ def _raise_stop(signum, frame):
 # ---------------------------------------------------------------- helpers
 
 def camera_id_for(path: Path, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-.")[:48] or "video"
+    # An id starts with a letter or digit (schemas.ID_PATTERN): "_clip.mp4" is camera "clip".
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-._")[:48].rstrip("-._") or "video"
     name, n = base, 2
     while name in taken:
         name, n = f"{base}-{n}", n + 1
@@ -79,6 +80,35 @@ def check_video(path: Path) -> int:
         cap.release()
 
 
+def check_report_path(path: str | Path) -> Path:
+    """Refuse, before any work, a report path that cannot be written: a directory, a path
+    under a file, or a folder we may not write into."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"report path {path} is a directory: name a file, e.g. {path / 'report.json'}")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise UserError(f"cannot write the report to {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write the report to {path}: permission denied")
+    return path
+
+
+def _write(report: dict, path: Path, fmt: str) -> Path:
+    try:
+        return write_report(report, path, fmt)
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
+
+
+def _utc(ts: float) -> str:
+    """A stored timestamp for display; a value no calendar holds (±1e20, inf) says so."""
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return f"invalid-time({ts:g})"
+
+
 def _redis_keys(settings: CommonSettings):
     from moodstream.redis_keys import RedisKeys
     return RedisKeys(settings.redis_prefix)
@@ -103,6 +133,8 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
     taken: set[str] = set()
     jobs = [(v, camera_id_for(v, taken)) for v in videos]
     jobs = [(v, cam, new_session_id(cam)) for v, cam in jobs]
+    for _v, cam, sid in jobs:
+        check_report_path(report_path_for(args.report, sid, cam, len(jobs) > 1))
     log_dir = Path(tempfile.mkdtemp(prefix="moodstream-analyze-"))
     with Stack(settings, log_dir=log_dir) as stack:
         from moodstream.clients import ensure_topics, redis_client
@@ -137,8 +169,8 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
                                     f"(logs in {log_dir})")
         for _v, cam, sid in jobs:
             report = build_report(r, keys, sid)
-            path = write_report(report, report_path_for(args.report, sid, cam, len(jobs) > 1),
-                                report_fmt)
+            path = _write(report, report_path_for(args.report, sid, cam, len(jobs) > 1),
+                          report_fmt)
             print(_summary_line(path, report))
     return 0
 
@@ -218,8 +250,9 @@ def cmd_report(args, settings: CommonSettings) -> int:
     from moodstream.clients import redis_client
     settings = _settings_for_running_system(settings)
     fmt = format_for(args.report, args.format)
+    check_report_path(args.report)
     report = build_report(redis_client(settings), _redis_keys(settings), args.session_id)
-    print(_summary_line(write_report(report, args.report, fmt), report))
+    print(_summary_line(_write(report, Path(args.report), fmt), report))
     return 0
 
 
@@ -229,8 +262,7 @@ def cmd_sessions(args, settings: CommonSettings) -> int:
     r, keys = redis_client(settings), _redis_keys(settings)
     for session_id, started in r.zrevrange(keys.sessions, 0, args.limit - 1, withscores=True):
         meta = r.hgetall(keys.meta(session_id))
-        when = datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{session_id}\t{meta.get('camera_id', '?')}\t{when}Z\t{meta.get('status', '?')}")
+        print(f"{session_id}\t{meta.get('camera_id', '?')}\t{_utc(started)}\t{meta.get('status', '?')}")
     return 0
 
 

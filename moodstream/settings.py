@@ -7,9 +7,10 @@ import time: call `Settings.load(**cli_overrides)` in `main()` and pass the obje
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +35,27 @@ class CommonSettings(BaseSettings):
     kafka_partitions: int = Field(4, validation_alias=_env("KAFKA_PARTITIONS"))
     connect_timeout_s: float = Field(15.0, validation_alias=_env("CONNECT_TIMEOUT_S"))
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    # Privacy: frames (JPEG pixels) live on the broker only this long; other topics a day.
+    frames_retention_ms: int = Field(600_000, ge=1000, validation_alias=_env("FRAMES_RETENTION_MS"))
+    topic_retention_ms: int = Field(86_400_000, ge=60_000,
+                                    validation_alias=_env("TOPIC_RETENTION_MS"))
+    # TLS / SASL for every Kafka client (producer, consumer, admin): see kafka_security().
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL"))
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_MECHANISM"))
+    kafka_sasl_plain_username: str | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_PLAIN_USERNAME", "KAFKA_SASL_USERNAME"))
+    kafka_sasl_plain_password: SecretStr | None = Field(
+        None, validation_alias=_env("KAFKA_SASL_PLAIN_PASSWORD", "KAFKA_SASL_PASSWORD"))
+    kafka_ssl_cafile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_CERTFILE"))
+    kafka_ssl_keyfile: str | None = Field(None, validation_alias=_env("KAFKA_SSL_KEYFILE"))
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any):
+        return value.strip().upper() or None if isinstance(value, str) else value
 
     @classmethod
     def load(cls, **overrides: Any):
@@ -59,10 +81,75 @@ class CommonSettings(BaseSettings):
                                 "which starts an embedded Redis)")
         return self.redis_url
 
+    def kafka_security(self) -> dict[str, Any]:
+        """The TLS/SASL keyword arguments every kafka-python client gets; empty for
+        PLAINTEXT without files. SettingsError when they cannot work together."""
+        protocol, config = self.kafka_security_protocol, {}
+        if protocol != "PLAINTEXT":
+            config["security_protocol"] = protocol
+        if protocol.startswith("SASL_"):
+            password = self.kafka_sasl_plain_password
+            if not (self.kafka_sasl_mechanism and self.kafka_sasl_plain_username and password):
+                raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM, "
+                                    "KAFKA_SASL_PLAIN_USERNAME and KAFKA_SASL_PLAIN_PASSWORD")
+            config.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                          sasl_plain_username=self.kafka_sasl_plain_username,
+                          sasl_plain_password=password.get_secret_value())
+        for name in ("cafile", "certfile", "keyfile"):
+            path = getattr(self, f"kafka_ssl_{name}")
+            if path:
+                if not Path(path).is_file():
+                    raise SettingsError(f"KAFKA_SSL_{name.upper()}: no such file: {path}")
+                config[f"ssl_{name}"] = path
+        if any(key.startswith("ssl_") for key in config) and protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            raise SettingsError(f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                                "use SSL or SASL_SSL")
+        return config
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<auth>[^/@\s]+)@")
+
+# ---------------------------------------------------------------- redaction
+
+_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<rest>\S*)")
+_PARAM = re.compile(r"(?P<lead>[?&;#](?P<name>[^=&;#?\s]+)=)(?P<value>[^&;#\s]*)")
+_SECRET_NAME = re.compile(r"pass|pwd|token|key|secret|sig|auth|credential|session", re.I)
 
 
 def redact(text: str) -> str:
-    """Hide user:password in any URL before it reaches a log line."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", str(text))
+    """Hide the credentials of every URL in `text` (a URL or a whole log line) before it
+    reaches a log, a message or Redis: the userinfo (user:password@, also when the password
+    holds '@' or '/') becomes ***, and so does the value of any query or fragment parameter
+    named like a secret (password, token, key, sig, auth, ...; any case)."""
+    return _URL.sub(lambda m: m["scheme"] + _redact_rest(m["rest"]), str(text))
+
+
+def redact_webhook(url: str) -> str:
+    """A webhook URL for a log line: scheme and host only. Slack, Teams or Discord hooks
+    carry their secret in the path, so the path and query are never shown."""
+    parts = _URL.match(redact(str(url)).strip())
+    if not parts:
+        return "***"
+    authority = re.match(r"[^/?#]*", parts["rest"])[0]  # userinfo is *** by now: no '/'
+    beyond = parts["rest"][len(authority):]
+    return parts["scheme"] + authority.rpartition("@")[2] + ("/***" if beyond.strip("/") else "")
+
+
+def _redact_rest(rest: str) -> str:
+    at = _userinfo_end(rest)
+    if at >= 0:
+        rest = "***" + rest[at:]
+    return _PARAM.sub(lambda m: m["lead"] + ("***" if _SECRET_NAME.search(m["name"])
+                                             else m["value"]), rest)
+
+
+def _userinfo_end(rest: str) -> int:
+    """Index of the '@' that closes a URL's userinfo, or -1. A password typed unencoded may
+    hold '@' and '/', so the last '@' counts whose prefix has no '/' at all, or has a ':'
+    before its first '/' (user:pa/ss@host). When unsure this hides too much, never too little."""
+    at = rest.rfind("@")
+    while at >= 0:
+        head = rest[:at]
+        slash = head.find("/")
+        if slash < 0 or ":" in head[:slash]:
+            return at
+        at = rest.rfind("@", 0, at)
+    return -1

@@ -5,7 +5,9 @@ reconnects when the server goes away or a live encoder dies, and gives up when t
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -42,6 +44,66 @@ def test_playlist_end_is_read_from_media_and_master_playlists(hls_vod):
     assert not playlist_has_ended(hls_vod.url("live.m3u8"), 5)  # live: reconnect, not end
     assert not playlist_has_ended(f"http://127.0.0.1:{free_port()}/index.m3u8", 5)  # unreachable
     assert is_hls(hls_vod.url("index.m3u8")) and not is_hls("http://cam/stream.mjpg")
+
+
+class RecordingHttpServer:
+    """A playlist origin on a loopback address that records each request's Authorization
+    header and answers `redirects` (path -> Location) with 302, anything else with an ended
+    media playlist."""
+
+    PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
+
+    def __init__(self, host: str, redirects: dict[str, str] | None = None):
+        self.host, self.port = host, free_port(host)
+        self.redirects = redirects or {}
+        self.seen: list[tuple[str, str | None]] = []
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                origin.seen.append((self.path, self.headers.get("Authorization")))
+                target = origin.redirects.get(self.path)
+                self.send_response(302 if target else 200)
+                if target:
+                    self.send_header("Location", target)
+                self.send_header("Content-Length", "0" if target else str(len(origin.PLAYLIST)))
+                self.end_headers()
+                if not target:
+                    self.wfile.write(origin.PLAYLIST)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str, userinfo: str = "") -> str:
+        return f"http://{userinfo}{self.host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_credentials_follow_a_redirect_only_within_the_same_origin():
+    cdn = RecordingHttpServer("127.0.0.2")  # another host, as a CDN would be
+    other_port = RecordingHttpServer("127.0.0.1")  # same host, another port: another origin
+    camera = RecordingHttpServer("127.0.0.1", {
+        "/same.m3u8": "/index.m3u8",
+        "/cross.m3u8": cdn.url("/index.m3u8"),
+        "/port.m3u8": other_port.url("/index.m3u8")})
+    try:
+        basic = "Basic dmlld2VyOnMzL2NyZXRAeA=="  # viewer:s3/cret@x, sent as Basic auth
+        for path in ("/same.m3u8", "/cross.m3u8", "/port.m3u8"):
+            assert playlist_has_ended(camera.url(path, "viewer:s3%2Fcret%40x@"), 5), path
+    finally:
+        for server in (camera, cdn, other_port):
+            server.close()
+    assert camera.seen == [("/same.m3u8", basic), ("/index.m3u8", basic),  # same origin: kept
+                           ("/cross.m3u8", basic), ("/port.m3u8", basic)]
+    # Another host or port never gets the credentials.
+    assert cdn.seen == other_port.seen == [("/index.m3u8", None)]
 
 
 @pytest.mark.integration
