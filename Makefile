@@ -5,18 +5,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TRAIN_STAMP := $(VENV)/.installed-train
 TEST_STAMP := $(VENV)/.installed-test
 SOURCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-test demo test test-fast test-deps bench clean
+.PHONY: venv venv-train venv-test demo test test-fast test-deps bench clean
 
 venv: $(STAMP)
 
+venv-train: $(TRAIN_STAMP)
+
 venv-test: $(TEST_STAMP)
 
-# Production pins (requirements.lock) for the product; test-only pins on top for `make test`.
-$(TEST_STAMP): $(STAMP) requirements-test.lock
+# Production pins (requirements.lock: the services, no TensorFlow) for the product; training
+# pins (TensorFlow, tf2onnx) for `python -m training`; test-only pins on top for `make test`.
+$(TRAIN_STAMP): $(STAMP) requirements-train.lock
+	$(BIN)/python -m pip install -q -r requirements-train.lock
+	touch $(TRAIN_STAMP)
+
+$(TEST_STAMP): $(TRAIN_STAMP) requirements-test.lock
 	$(BIN)/python -m pip install -q -r requirements-test.lock
 	touch $(TEST_STAMP)
 

@@ -1,4 +1,9 @@
-"""The emotion model behind one batched call: card-driven loading of .keras or .tflite.
+"""The emotion model behind one batched call: card-driven loading of .tflite, .onnx or .keras.
+
+TFLite runs on LiteRT and ONNX on ONNX Runtime (moodstream.inference), so a detector
+serving either never imports TensorFlow; only a card that names the .keras model does.
+On a machine where ONNX Runtime has its CUDA provider, the card's `serving.gpu` artefact
+is served instead of the CPU one.
 
 `models/<stem>.card.json` beside the model says which artefact to serve and in which
 label order; without a card the .keras file is served. Every call takes a whole batch
@@ -10,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +53,7 @@ def resolve_serving(model_path: Path) -> tuple[str, Path, list[str], int]:
     if card_path is None:
         if not model_path.exists():
             raise ModelError(f"model not found: {model_path}")
-        fmt = "tflite" if model_path.suffix == ".tflite" else "keras"
+        fmt = model_path.suffix[1:] if model_path.suffix in (".tflite", ".onnx") else "keras"
         return fmt, model_path, list(EMOTIONS), 48
     try:
         card = json.loads(card_path.read_text())
@@ -61,7 +65,10 @@ def resolve_serving(model_path: Path) -> tuple[str, Path, list[str], int]:
     if sorted(labels) != sorted(EMOTIONS):
         raise ModelError(f"model card {card_path}: labels {labels} are not the 7 FER emotions")
     fmt, path = serving.get("format", "keras"), serving.get("path")
-    if model_path.suffix in (".keras", ".tflite") and model_path.suffix[1:] != fmt:
+    gpu = serving.get("gpu") or {}
+    if gpu.get("path") and (card_path.parent / gpu["path"]).exists() and gpu_available():
+        fmt, path = gpu.get("format", "onnx"), gpu["path"]  # the card's GPU artefact
+    if model_path.suffix in (".keras", ".tflite", ".onnx") and model_path.suffix[1:] != fmt:
         fmt, path = model_path.suffix[1:], model_path.name  # an explicit artefact wins
     artefact = card_path.parent / (path or model_path.name)
     if not artefact.exists():
@@ -76,9 +83,14 @@ class EmotionModel:
         fmt, artefact, labels, size = resolve_serving(Path(model_path))
         self.format, self.path, self.size = fmt, artefact, size
         self._order = [labels.index(e) for e in EMOTIONS]  # card order -> EMOTIONS order
-        self._run = (_tflite_runner(artefact, threads) if fmt == "tflite"
-                     else _keras_runner(artefact, size, read_jit_flag(Path(model_path))))
-        self.device = _device_name() if fmt == "keras" else "cpu (tflite)"
+        if fmt == "tflite":
+            self._run = _tflite_runner(artefact, threads)
+        elif fmt == "onnx":
+            self._run = _onnx_runner(artefact, threads)
+        else:
+            self._run = _keras_runner(artefact, size, read_jit_flag(Path(model_path)))
+        self.device = (_device_name() if fmt == "keras"
+                       else getattr(self._run, "runtime", fmt))
         self.calls = 0  # inference calls made, for batching tests and metrics
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
@@ -185,42 +197,27 @@ def _fastest(fns: dict, size: int, batch: int = 32, repeats: int = 3) -> str:
 
 
 def _tflite_runner(path: Path, threads: int | None):
-    import warnings
-
-    import tensorflow as tf
+    """LiteRT (no TensorFlow import) through moodstream's one inference runner."""
+    from moodstream.inference import InferenceError, tflite_runner
     try:
-        with warnings.catch_warnings():  # deprecation notice for ai_edge_litert; same runtime
-            warnings.simplefilter("ignore")
-            interpreter = tf.lite.Interpreter(model_path=str(path),
-                                              num_threads=threads or os.cpu_count() or 1)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"cannot load TFLite model {path}: {exc}") from None
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    shape = [int(d) for d in inp["shape"][1:]]
-    allocated = [-1]
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        if len(batch) != allocated[0]:
-            interpreter.resize_tensor_input(inp["index"], [len(batch), *shape])
-            interpreter.allocate_tensors()
-            allocated[0] = len(batch)
-        interpreter.set_tensor(inp["index"], _quantize(batch, inp))
-        interpreter.invoke()
-        return _dequantize(interpreter.get_tensor(out["index"]), out)
-
-    return run
+        return tflite_runner(path, threads)
+    except InferenceError as exc:
+        raise ModelError(str(exc)) from None
 
 
-def _quantize(batch: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail.get("quantization", (0.0, 0))
-    if detail["dtype"] in (np.int8, np.uint8) and scale:
-        info = np.iinfo(detail["dtype"])
-        return np.clip(np.round(batch / scale + zero), info.min, info.max).astype(detail["dtype"])
-    return batch.astype(detail["dtype"])
+def _onnx_runner(path: Path, threads: int | None):
+    """ONNX Runtime: TensorRT / CUDA execution providers when present, else the CPU one."""
+    from moodstream.inference import InferenceError, onnx_runner
+    try:
+        return onnx_runner(path, threads)
+    except InferenceError as exc:
+        raise ModelError(str(exc)) from None
 
 
-def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail.get("quantization", (0.0, 0))
-    if values.dtype != np.float32 and scale:
-        return (values.astype(np.float32) - zero) * scale
-    return values.astype(np.float32)
+def gpu_available() -> bool:
+    """ONNX Runtime can run on a GPU here (its CUDA provider is installed)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
