@@ -75,6 +75,12 @@ def _export(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    try:
+        import keras  # noqa: F401  (the services' production install has no TensorFlow/Keras)
+    except ImportError:
+        print("error: training needs the training dependencies: make venv-train "
+              "(pip install -r requirements-train.lock)", file=sys.stderr)
+        return 2
     from training.config import ConfigError, build_config
     from training.data import DatasetError
     from training.ferplus import FerPlusError
