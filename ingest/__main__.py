@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--session-gap", type=float, dest="session_gap_s",
                    help="seconds without frames that start a new automatic session")
     p.add_argument("--session-every", type=float, dest="session_every_s",
-                   help="also start a new automatic session every N s (wall-clock aligned)")
+                   help="live sources: also start a new automatic session every N s, "
+                        "wall-clock aligned (default 3600; 0 = never); a file is one session")
     p.add_argument("--metrics-port", type=int, help="Prometheus /metrics + /healthz port (0=off)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     return p.parse_args(argv)

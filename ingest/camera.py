@@ -14,7 +14,7 @@ from ingest.metrics import IngestMetrics
 from ingest.publisher import Publisher
 from ingest.sampling import SENTINEL, DropPolicy, FrameQueue
 from ingest.sessions import Session, SessionTracker
-from ingest.source import FrameReader, RawFrame, ReaderTuning, SourceState, StatusEvent
+from ingest.source import FrameReader, RawFrame, ReaderTuning, SourceState, StatusEvent, is_live
 from moodstream.schemas import ControlEvent, FrameHeaders
 from moodstream.settings import redact
 
@@ -37,8 +37,9 @@ def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> tuple[bytes,
 class CameraWorker:
     def __init__(self, camera: CameraConfig, publisher: Publisher, metrics: IngestMetrics,
                  stop: threading.Event, tuning: ReaderTuning, queue_sizes: tuple[int, int],
-                 flush_timeout_s: float = 10.0):
+                 run_id: str, flush_timeout_s: float = 10.0):
         self.camera, self.publisher, self.metrics = camera, publisher, metrics
+        self.run_id = run_id  # seq restarts in every run: (session, run_id, seq) is unique
         self.flush_timeout_s = flush_timeout_s
         policy = FrameReader.drop_policy(camera)
         file_size, live_size = queue_sizes
@@ -50,7 +51,7 @@ class CameraWorker:
             on_read=lambda: metrics.read(cam),
             on_dropped=lambda n: metrics.dropped(cam, "queue_full", n) if n else None,
             on_reconnect=lambda: metrics.reconnect(cam))
-        self.sessions = SessionTracker(cam, camera.session)
+        self.sessions = SessionTracker(cam, camera.session, live=is_live(camera.url))
         self._seq = 0
         self._submitted = 0  # frames of the current session handed to the producer
         self._thread = threading.Thread(target=self._run, name=f"worker-{cam}", daemon=True)
@@ -108,7 +109,8 @@ class CameraWorker:
         jpeg, width, height = encoded
         session = self.sessions.current
         headers = FrameHeaders(self.camera.id, session.id, self._seq, frame.capture_ts,
-                               round(frame.media_s - session.start_media_s, 6), width, height)
+                               round(frame.media_s - session.start_media_s, 6), width, height,
+                               run_id=self.run_id)
         if self.publisher.publish_frame(headers, jpeg, self.queue.policy):
             self._seq += 1
             self._submitted += 1

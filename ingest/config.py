@@ -26,6 +26,9 @@ class PacingMode(str, Enum):
     FAST = "fast"
 
 
+HOURLY_S = 3600.0
+
+
 class SessionPolicy(BaseModel):
     """When a camera's session changes. An explicit id never rolls over."""
 
@@ -33,7 +36,10 @@ class SessionPolicy(BaseModel):
 
     id: str | None = None
     gap_s: float = Field(30.0, gt=0)  # no frame for longer than this -> new session
-    every_s: float | None = Field(None, gt=0)  # wall-clock aligned schedule, e.g. 3600 = hourly
+    # Live sources only (a file is one session): a new session on a wall-clock aligned
+    # schedule, hourly by default, so a camera that never stops still gets bounded sessions.
+    # 0 (or null) = never.
+    every_s: float = Field(HOURLY_S, ge=0)
 
     @field_validator("id")
     @classmethod
@@ -41,6 +47,11 @@ class SessionPolicy(BaseModel):
         if value is not None and not valid_id(value):
             raise ValueError("use letters, digits, _ . : - (max 128)")
         return value
+
+    @field_validator("every_s", mode="before")
+    @classmethod
+    def _null_means_never(cls, value):
+        return 0.0 if value is None else value
 
 
 class CameraConfig(BaseModel):
@@ -92,7 +103,11 @@ class IngestSettings(CommonSettings):
     max_width: int = Field(1280, ge=16, validation_alias=_env("max_width"))
     jpeg_quality: int = Field(85, ge=1, le=100, validation_alias=_env("jpeg_quality"))
     session_gap_s: float = Field(30.0, gt=0, validation_alias=_env("session_gap_s"))
-    session_every_s: float | None = Field(None, gt=0, validation_alias=_env("session_every_s"))
+    # Default schedule of live cameras (the camera file may set its own); 0 = never.
+    session_every_s: float = Field(HOURLY_S, ge=0, validation_alias=_env("session_every_s"))
+    # Frames are identified by (session, run_id, seq) and seq restarts with every process:
+    # unset, each start draws a fresh run id. The launcher pins it only to replay a file.
+    run_id: str | None = Field(None, validation_alias=_env("run_id"))
     config: Path | None = Field(None, validation_alias=_env("config"))
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("metrics_port"))
     metrics_host: str = Field("127.0.0.1", validation_alias=_env("metrics_host"))
@@ -110,6 +125,13 @@ class IngestSettings(CommonSettings):
     # Live sources keep at most this many frames in hand, so what is published is current.
     live_queue_size: int = Field(2, ge=1, validation_alias=_env("live_queue_size"))
 
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, value):
+        if value is not None and not valid_id(value):
+            raise ValueError("use letters, digits, _ . : - (max 128)")
+        return value
+
     def cameras(self) -> list[CameraConfig]:
         """The cameras to run: from the config file if given, else the one CLI camera."""
         if self.config is not None:
@@ -123,7 +145,8 @@ class IngestSettings(CommonSettings):
 
     def _camera_defaults(self) -> dict:
         return {"fps": self.fps, "mode": self.mode, "loop": self.loop,
-                "max_width": self.max_width, "jpeg_quality": self.jpeg_quality}
+                "max_width": self.max_width, "jpeg_quality": self.jpeg_quality,
+                "session": {"gap_s": self.session_gap_s, "every_s": self.session_every_s}}
 
 
 def load_camera_file(path: Path, settings: IngestSettings) -> list[CameraConfig]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 
@@ -18,6 +19,11 @@ from moodstream.topics import Topics
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def new_run_id() -> str:
+    """12 hex chars: this process's frames stay distinct from an earlier run's same seqs."""
+    return secrets.token_hex(6)
 
 
 def tuning_from(settings: IngestSettings) -> ReaderTuning:
@@ -45,6 +51,7 @@ class IngestService:
     def __init__(self, settings: IngestSettings, cameras: list[CameraConfig], producer,
                  metrics: IngestMetrics | None = None, stop: threading.Event | None = None):
         self.settings, self.cameras, self.producer = settings, cameras, producer
+        self.run_id = settings.run_id or new_run_id()
         self.metrics = metrics or IngestMetrics()
         self.stop = stop or threading.Event()
         self.publisher = Publisher(producer, Topics(settings.topic_prefix),
@@ -53,12 +60,13 @@ class IngestService:
         tuning = tuning_from(settings)
         queue_sizes = (settings.queue_size, settings.live_queue_size)
         self.workers = [CameraWorker(camera, self.publisher, self.metrics, self.stop, tuning,
-                                     queue_sizes) for camera in cameras]
+                                     queue_sizes, self.run_id) for camera in cameras]
         self.metrics_server: MetricsServer | None = None
 
     def run(self) -> int:
         """Run until every camera has ended or failed, or until stop; returns the exit code."""
         self._start_metrics()
+        log.info("ingest run %s: %d camera(s)", self.run_id, len(self.workers))
         try:
             for worker in self.workers:
                 worker.start()

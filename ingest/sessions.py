@@ -1,4 +1,7 @@
-"""Per-camera sessions: explicit ids, or automatic ones that roll over on a gap or a schedule."""
+"""Per-camera sessions: explicit ids, or automatic ones that roll over on a gap or a schedule.
+
+The schedule (hourly by default) applies to live sources only: a file is one session.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +35,9 @@ def automatic_id(camera_id: str, at: float) -> str:
 class SessionTracker:
     """Decides, frame by frame, whether the camera's current session goes on."""
 
-    def __init__(self, camera_id: str, policy: SessionPolicy):
+    def __init__(self, camera_id: str, policy: SessionPolicy, live: bool = True):
         self.camera_id, self.policy = camera_id, policy
+        self.every_s = policy.every_s if live else 0.0
         self.current: Session | None = None
         self._last_media_s: float | None = None
         self._used_ids: set[str] = set()
@@ -57,8 +61,7 @@ class SessionTracker:
 
     def _schedule_slot(self, ts: float) -> int:
         # Slots align to the wall clock (every_s=3600 -> on the hour, UTC), not to the start.
-        every = self.policy.every_s
-        return math.floor(ts / every) if every else 0
+        return math.floor(ts / self.every_s) if self.every_s else 0
 
     def _start(self, media_s: float, capture_ts: float) -> Session:
         session_id = self.policy.id or self._unique(automatic_id(self.camera_id, capture_ts))

@@ -31,7 +31,7 @@ def test_broker_outage_drops_are_counted_and_publishing_resumes(unique_prefix):
     port = free_port()
     broker = EmbeddedKafka(port=port).start()
     camera = MjpegServer(clip_jpegs(require(VIDEOS / "single_face_smile.mp4")), fps=20).start()
-    cam = CameraConfig(id="shop", url=camera.url, fps=10)
+    cam = CameraConfig(id="shop", url=camera.url, fps=10, session={"every_s": 0})  # one session
     try:
         with RunningIngest(broker.bootstrap, unique_prefix, [cam], publish_buffer=15,
                            delivery_timeout_s=30) as ingest:

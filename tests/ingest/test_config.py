@@ -44,7 +44,7 @@ def test_cli_camera_takes_cli_values():
                         mode="fast", loop=True, max_width=320, jpeg_quality=50).cameras()
     assert camera == CameraConfig(id="till-3", url="a.mp4", fps=0, mode=PacingMode.FAST,
                                   loop=True, max_width=320, jpeg_quality=50,
-                                  session={"id": "s1", "gap_s": 30.0, "every_s": None})
+                                  session={"id": "s1", "gap_s": 30.0, "every_s": 3600})
 
 
 def test_yaml_file_merges_defaults_and_skips_disabled(tmp_path):

@@ -40,7 +40,8 @@ def test_mjpeg_camera_killed_mid_stream_reconnects_and_resumes(kafka_server, uni
                                                                jpegs):
     camera = MjpegServer(jpegs, fps=15).start()
     metrics_port = free_port()
-    cam = CameraConfig(id="http-cam", url=camera.url, fps=5)
+    # every_s 0: a test that crosses the top of the hour must not see the hourly roll-over.
+    cam = CameraConfig(id="http-cam", url=camera.url, fps=5, session={"every_s": 0})
     try:
         with RunningIngest(kafka_server.bootstrap, unique_prefix, [cam],
                            metrics_port=metrics_port, **FAST_RECONNECT) as ingest:
@@ -137,7 +138,7 @@ def test_stalled_stream_is_detected_and_reconnected(kafka_server, unique_prefix,
 
 def test_gap_longer_than_session_gap_starts_a_new_session(kafka_server, unique_prefix, jpegs):
     camera = MjpegServer(jpegs, fps=15).start()
-    cam = CameraConfig(id="till", url=camera.url, fps=5, session={"gap_s": 2.0})
+    cam = CameraConfig(id="till", url=camera.url, fps=5, session={"gap_s": 2.0, "every_s": 0})
     try:
         with RunningIngest(kafka_server.bootstrap, unique_prefix, [cam],
                            **FAST_RECONNECT) as ingest:
