@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import Dash
 
-from dashboard import callbacks
+from dashboard import callbacks, workers
 from dashboard.auth import install_auth
 from dashboard.data import DashboardData
 from dashboard.layout import build_layout
@@ -17,6 +17,7 @@ def create_app(settings: DashboardSettings, data: DashboardData) -> Dash:
     app = Dash(__name__, title="moodstream", serve_locally=True, update_title=None)
     app.layout = build_layout(settings.refresh_s)
     callbacks.register(app, data, settings.session_list_limit)
+    workers.register(app, data)
     install_auth(app.server, settings.basic_auth, settings.bearer_token,
                  secure_cookie=settings.behind_tls)
     # After every callback is registered: csp_hashes() covers Dash's inline scripts.

