@@ -131,9 +131,10 @@ def test_killed_file_ingest_replays_and_no_frame_is_doubled(kafka_server, redis_
         supervise_until(stack, lambda: frames() >= 10, 60, "first frames applied")
         os.kill(ingest.proc.pid, signal.SIGKILL)
         at_kill = frames()
-        supervise_until(stack, lambda: r.hget(keys.meta(session_id), "status") == "closed", 60,
-                        "session closed after the replay")
-        assert ingest.crashes.restarts == 1 and ingest.state == "done"
+        supervise_until(stack, lambda: ingest.state == "done" and
+                        r.hget(keys.meta(session_id), "status") == "closed", 60,
+                        "replay done and session closed")
+        assert ingest.crashes.restarts == 1
         assert 10 <= at_kill < 72
         assert frames() == 72  # the replayed frames were repeats
 
