@@ -15,6 +15,7 @@ BENCHMARKS = {
     "ingest": "benchmarks.ingest_bench",          # ingest vs plain OpenCV decode
     "aggregator": "benchmarks.aggregator_bench",  # aggregator vs raw pipelined Redis writes
     "latency": "benchmarks.latency_bench",        # capture -> visible in Redis, demo load
+    "e2e": "benchmarks.e2e_bench",                # analyze vs fer's whole process; live capacity
 }
 
 
@@ -24,15 +25,19 @@ def main(names: list[str]) -> int:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
               file=sys.stderr)
         return 2
+    failed = []
     for name in names or list(BENCHMARKS):
         print(f"\n=== {name} ===", flush=True)
         module = importlib.import_module(BENCHMARKS[name])
         saved, sys.argv = sys.argv, [BENCHMARKS[name]]
         try:
-            module.main()
+            if module.main():  # those that return an exit status: non-zero is a failure
+                failed.append(name)
         finally:
             sys.argv = saved
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

