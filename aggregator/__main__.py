@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import threading
 
@@ -30,6 +31,10 @@ log = logging.getLogger("aggregator")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m aggregator", description=__doc__)
     p.add_argument("--group-id", help="Kafka consumer group (default aggregator)")
+    p.add_argument("--assign", choices=("group", "all"),
+                   help="group: join the consumer group (default); all: read every partition "
+                        "with no group join, committing to the group's offsets: only for ONE "
+                        "aggregator per group (analyze)")
     p.add_argument("--idle-timeout-s", type=float,
                    help="close a session after this long without detections (default 30)")
     p.add_argument("--end-grace-s", type=float,
@@ -84,15 +89,19 @@ def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
             ensure_topics(settings, topics)
             producer = kafka_producer(settings) if settings.deadletter else None
             consumer = kafka_consumer(settings, settings.group_id,
-                                      [topics.detections, topics.control])
+                                      [topics.detections, topics.control], assign=settings.assign)
         alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
         dead = DeadLetterSender(producer, topics.deadletter) if producer else None
         aggregator = Aggregator(
             store, topics, settings.idle_timeout_s, settings.end_grace_s,
             AlertMonitor(alert_rule(settings)) if settings.alerts_enabled else None,
             alert_store, dead.send if dead else None)
-        log.info("aggregator consuming %s, %s -> redis %s (prefix %s)", topics.detections,
-                 topics.control, redact(settings.redis_url), settings.redis_prefix)
+        age = process_age_s()
+        log.info("aggregator consuming %s, %s -> redis %s (prefix %s; %s); ready %s after "
+                 "process start", topics.detections, topics.control, redact(settings.redis_url),
+                 settings.redis_prefix,
+                 "all partitions, no join" if settings.assign == "all" else "group join on poll",
+                 "?" if age is None else f"{age:.2f} s")
         run_consumer(aggregator, consumer, stop, settings.max_poll_records,
                      settings.poll_timeout_ms, flush=producer.flush if producer else None)
         log.info("stopped: %s", aggregator.counters)
@@ -105,6 +114,16 @@ def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
         if notifier is not None:
             notifier.close()
         r.close()
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included)."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19])
+            return float(uptime.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

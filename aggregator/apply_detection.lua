@@ -16,8 +16,9 @@
 -- (recorded in the session meta once, so reports state the weights the sums were made
 -- with), 7 limits "max_seq,max_offset_s,max_faces,max_excluded,ts_min,ts_max,max_track_id,
 -- prob_tolerance" (moodstream.schemas' bounds).
--- t is the bucket second; skipped 1 = the detector dead-lettered the frame (counted as
--- handled, no faces); ttl_s / index_ttl_s 0 = none.
+-- t is the bucket second; skipped 1 = the detector dead-lettered the frame, 2 = it skipped
+-- a live frame read too late ("stale", also counted in meta stale_frames): both counted as
+-- handled (skipped_frames), no faces; ttl_s / index_ttl_s 0 = none.
 -- Returns {applied (1 | 0 duplicate | -1 rejected), status or reason, handled frames
 -- (analysed + skipped), expected_frames ("" when unknown)}.
 
@@ -62,7 +63,8 @@ local function invalid()
   if not within(now, ts_min, ts_max) then return 'clock out of range' end
   if not whole(faces, 0, max_faces) then return 'faces out of range' end
   if not whole(excluded, 0, max_excluded) then return 'excluded_faces out of range' end
-  if skipped ~= 0 and not (skipped == 1 and faces == 0) then return 'bad skipped flag' end
+  if skipped ~= 0 and not ((skipped == 1 or skipped == 2) and faces == 0) then
+    return 'bad skipped flag' end
   local most = faces * (1 + tolerance)
   if not within(sentiment_sum, -most, most) then return 'sentiment_sum out of range' end
   for i = 0, n_probs - 1 do
@@ -122,9 +124,10 @@ local function expire_all()
   if index_ttl > 0 then redis.call('EXPIRE', KEYS[8], index_ttl) end
 end
 
-if skipped == 1 then
+if skipped ~= 0 then
   -- Handled, nothing to add: no bucket, no track, no live state.
   redis.call('HINCRBY', KEYS[3], 'skipped_frames', 1)
+  if skipped == 2 then redis.call('HINCRBY', KEYS[2], 'stale_frames', 1) end
   expire_all()
   return {1, status, handled(), expected}
 end

@@ -19,7 +19,7 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from aggregator.alerts import AlertEvent, AlertMonitor, AlertStore
 from aggregator.store import Applied, SessionStore
-from moodstream.schemas import ControlEvent, DetectionMessage, MessageError
+from moodstream.schemas import SKIPPED_STALE, ControlEvent, DetectionMessage, MessageError
 from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class Counters:
     detections: int = 0
     duplicates: int = 0
     controls: int = 0
-    skipped_frames: int = 0  # frames the detector dead-lettered: handled, no faces
+    skipped_frames: int = 0  # frames the detector dead-lettered or skipped: handled, no faces
+    stale_frames: int = 0  # of those, live frames the detector read too late ("stale")
     malformed: int = 0  # dead-lettered here: failed parsing or rejected by a script
     deadletter_failed: int = 0  # the dead-letter send itself failed (logged)
     sessions_closed: int = 0
@@ -114,6 +115,8 @@ class Aggregator:
         self.counters.detections += sum(a.applied for a in kept)
         self.counters.duplicates += sum(not a.applied for a in kept)
         self.counters.skipped_frames += sum(a.applied and bool(a.message.skipped) for a in kept)
+        self.counters.stale_frames += sum(a.applied and a.message.skipped == SKIPPED_STALE
+                                          for a in kept)
         return kept
 
     def _control(self, record, action: Callable[[], object]) -> None:
@@ -243,16 +246,23 @@ def run_consumer(aggregator: Aggregator, consumer, stop: threading.Event,
     """Poll, apply, commit until `stop` is set. Redis errors and undelivered dead letters
     propagate uncommitted. `flush` flushes the dead-letter producer."""
     aggregator.consuming_since = None  # until the group gives us partitions
+    started, first_applied = time.monotonic(), False
     while not stop.is_set():
         polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
         if aggregator.consuming_since is None and consumer.assignment():
             aggregator.consuming_since = time.time()
+            log.info("partitions assigned %.2f s after the first poll",
+                     time.monotonic() - started)
         records = [r for partition in polled.values() for r in partition]
         aggregator.backlogged = len(records) >= max_records
         if not records:
             aggregator.housekeeping()
             continue
         aggregator.process(records)
+        if not first_applied and aggregator.counters.detections:
+            first_applied = True
+            log.info("first detections applied in Redis %.2f s after the first poll",
+                     time.monotonic() - started)
         aggregator.confirm_deadletters(flush)
         try:
             consumer.commit()

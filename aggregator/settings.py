@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -35,6 +35,12 @@ def parse_valence(text: str) -> dict[str, float]:
 
 class AggregatorSettings(CommonSettings):
     group_id: str = Field("aggregator", validation_alias=_env("GROUP_ID"))
+    # "group": join the consumer group (the join takes ~session_timeout/2 on Tansu). "all":
+    # read every partition with no join, offsets still committed to group_id: for ONE
+    # aggregator per group, e.g. `moodstream analyze` (moodstream.clients.kafka_consumer).
+    assign: Literal["group", "all"] = Field(
+        "group", validation_alias=AliasChoices("assign", "AGGREGATOR_ASSIGN",
+                                               "MOODSTREAM_AGGREGATOR_ASSIGN"))
     # A session with no detection for this long is closed (live cameras that vanish).
     idle_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("IDLE_TIMEOUT_S"))
     # After session_end, close this long after the last detection even if some of the

@@ -24,8 +24,9 @@ from moodstream.emotions import EMOTIONS, sentiment
 from moodstream.redis_keys import PROB_FIELDS, RedisKeys
 from moodstream.reports import build_report
 from moodstream.schemas import (MAX_EXCLUDED_FACES, MAX_FACES, MAX_OFFSET_S, MAX_SEQ,
-                                MAX_TRACK_ID, PROB_SUM_TOLERANCE, TS_MAX_AHEAD_S, TS_MIN,
-                                ControlEvent, DetectionMessage, MessageError)
+                                MAX_TRACK_ID, PROB_SUM_TOLERANCE, SKIPPED_STALE,
+                                TS_MAX_AHEAD_S, TS_MIN, ControlEvent, DetectionMessage,
+                                MessageError)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,15 @@ class Applied:
 
 def _expected(raw: str | None) -> int | None:
     return int(raw) if raw not in (None, "") else None
+
+
+def skipped_flag(msg: DetectionMessage) -> int:
+    """apply_detection.lua's skipped argument: 0 analysed, 1 skipped (dead-lettered), 2
+    skipped as stale (a live frame the detector read too late: also counted in the
+    session meta's stale_frames)."""
+    if not msg.skipped:
+        return 0
+    return 2 if msg.skipped == SKIPPED_STALE else 1
 
 
 def face_probs(face) -> Mapping[str, float]:
@@ -104,7 +114,7 @@ class SessionStore:
                 k.camera_live(msg.camera_id), k.active_sessions]
         numbers = [msg.seq, math.floor(msg.offset_s), msg.offset_s, msg.capture_ts, now,
                    len(msg.faces), msg.excluded_faces, sentiment_sum, self.bucket_ttl_s,
-                   self.ema_alpha, msg.capture_ts - msg.offset_s, int(bool(msg.skipped)),
+                   self.ema_alpha, msg.capture_ts - msg.offset_s, skipped_flag(msg),
                    self.index_ttl_s, *prob_sums]
         args = [msg.camera_id, s, ",".join(map(repr, numbers)), _PROB_FIELDS_ARG,
                 ",".join(tracks), self._valence_json, apply_limits(now)]

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -44,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
                         "N-th frame; 1 = every frame at full width (8)")
     p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
+    p.add_argument("--assign", choices=("group", "all"),
+                   help="group: join the consumer group, workers share the partitions "
+                        "(default); all: read every partition with no group join, committing "
+                        "to the group's offsets: only for ONE detector per group (analyze)")
+    p.add_argument("--max-lag-s", type=float,
+                   help="a live frame older than this when read is skipped, counted as "
+                        "stale, not analysed; files never skip; 0 = off (2)")
     p.add_argument("--smoothing-alpha", type=float, help="EMA weight of the newest frame (0.4)")
     p.add_argument("--detector-id", help="name in each detection (default host:pid)")
     p.add_argument("--delivery-timeout-ms", type=int,
@@ -73,15 +81,60 @@ def build_pipeline(settings: DetectorSettings, detector, masks):
     from detector.tracking import Trackers
     model = EmotionModel(settings.model)
     max_batch = settings.max_batch or (GPU_BATCH if model.device.startswith("gpu") else CPU_BATCH)
-    model.warm_up((1, max_batch))
     trackers = Trackers(settings.track_iou, settings.track_max_age_s, settings.smoothing_alpha)
-    return FramePipeline(detector, model, trackers, masks, max_batch,
-                         settings.max_jpeg_bytes, settings.max_pixels,
-                         settings.detector_id or f"{socket.gethostname()}:{os.getpid()}",
-                         DetectionScaler(settings.downscale, settings.detect_refresh_frames))
+    pipeline = FramePipeline(detector, model, trackers, masks, max_batch,
+                             settings.max_jpeg_bytes, settings.max_pixels,
+                             settings.detector_id or f"{socket.gethostname()}:{os.getpid()}",
+                             DetectionScaler(settings.downscale, settings.detect_refresh_frames))
+    pipeline.warm_up()  # model and face detector, before the first frame arrives
+    return pipeline
+
+
+class PipelineLoader:
+    """build_pipeline() in a thread, so the model loads and warms up while the service
+    connects to Kafka; result() waits for it and re-raises its error (ModelError)."""
+
+    def __init__(self, settings: DetectorSettings, detector, masks):
+        self._args = (settings, detector, masks)
+        self._pipeline = self._error = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+
+    def start(self) -> "PipelineLoader":
+        self._thread.start()
+        return self
+
+    def _load(self) -> None:
+        start = time.monotonic()
+        try:
+            self._pipeline = build_pipeline(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread by result()
+            self._error = exc
+        self.seconds = time.monotonic() - start
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._pipeline
+
+
+def _secs(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f} s"
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included)."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            started = int(stat.read().rsplit(")", 1)[1].split()[19])
+            return float(uptime.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
+    entered = process_age_s()
     args = _parser().parse_args(argv)
     stop = threading.Event()
     stop_on_signals(stop, log)
@@ -90,19 +143,36 @@ def main(argv: list[str] | None = None) -> int:
         settings = DetectorSettings.load(**{k: v for k, v in vars(args).items()})
         logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s detector %(levelname)s %(message)s")
+        checked = time.monotonic()
         detector, masks = check_config(settings)
+        checked = time.monotonic() - checked
+        # The model loads and warms up while we connect: neither waits for the other.
+        loader = PipelineLoader(settings, detector, masks).start()
         from detector.service import DetectorService
         service = DetectorService(settings, stop=stop)
         # kafka-python logs every failed attempt; the one line below says it better.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
-        service.connect()
+        connect_start = time.monotonic()
+        try:
+            service.connect()
+        finally:
+            # A broken model is a configuration error (exit 2, never restarted): it wins
+            # over an unreachable broker.
+            pipeline = loader.result()
+        connect_s = time.monotonic() - connect_start
         logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-        pipeline = build_pipeline(settings, detector, masks)
         service.attach(pipeline)
         service.metrics.serve(settings.metrics_port, settings.metrics_host)
-        log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s",
-                 pipeline.model.path, pipeline.model.format, pipeline.model.device,
-                 settings.detector, pipeline.max_batch, settings.max_wait_ms, settings.group_id)
+        log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s (%s); "
+                 "max lag %.1f s", pipeline.model.path, pipeline.model.format,
+                 pipeline.model.device, settings.detector, pipeline.max_batch,
+                 settings.max_wait_ms, settings.group_id,
+                 "all partitions, no join" if settings.assign == "all" else "joined on poll",
+                 settings.max_lag_s)
+        age = process_age_s()
+        log.info("ready %s after process start (Python start-up and imports %s, config "
+                 "checks %.2f s, then model loaded and warmed in %.2f s while connecting in "
+                 "%.2f s)", _secs(age), _secs(entered), checked, loader.seconds, connect_s)
         service.run()
         return 0
     except (SettingsError, ModelError, DetectorError) as exc:

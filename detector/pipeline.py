@@ -64,6 +64,24 @@ class FramePipeline:
         self.max_batch, self.max_jpeg_bytes, self.max_pixels = max_batch, max_jpeg_bytes, max_pixels
         self.detector_id = detector_id
 
+    def warm_up(self, width: int = 640, height: int = 360) -> float:
+        """Run each stage once on a synthetic frame before the first real one, so that
+        frame does not pay for first-call allocations: the JPEG decoder, the face detector
+        at a typical detection size, a face crop and the model at batch 1 and max_batch.
+        Touches no tracker or scaler state. Returns the seconds it took."""
+        start = time.perf_counter()
+        rng = np.random.default_rng(0)
+        frame = rng.integers(0, 256, (height, width, 3), np.uint8)
+        ok, encoded = cv2.imencode(".jpg", frame)
+        if ok:
+            cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+        self.detector.detect(frame)
+        side = min(width, height) // 2
+        crop_face(frame, FaceBox(side // 2, side // 2, side, side, 1.0), self.detector.geometry,
+                  self.model.size)
+        self.model.warm_up(tuple(sorted({1, self.max_batch})))
+        return time.perf_counter() - start
+
     def decode(self, jpeg: bytes | None, headers: FrameHeaders) -> np.ndarray:
         """Checks sizes (bytes, the headers' word, then the JPEG's own header) before the
         decoder allocates anything: see detector/jpeg.py for why."""

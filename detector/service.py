@@ -43,6 +43,7 @@ from collections import Counter
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter as PromCounter
 
 from detector.batching import FrameBatch
 from detector.delivery import Backoff, unacknowledged
@@ -51,7 +52,7 @@ from detector.pipeline import FramePipeline, PendingFrame, PoisonFrame
 from detector.settings import DetectorSettings
 from moodstream.clients import ensure_topics, kafka_consumer, kafka_producer
 from moodstream.deadletter import DeadLetterSender, reason_kind, send_or_fail
-from moodstream.schemas import DetectionMessage, FrameHeaders, MessageError
+from moodstream.schemas import SKIPPED_STALE, DetectionMessage, FrameHeaders, MessageError
 from moodstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,12 @@ class DetectorService:
         self.consumer = None
         self.backoff = Backoff()
         self.rewound: set = set()  # partitions rewound since the last poll
+        self.metrics_stale = PromCounter(
+            "detector_stale_frames", "Live frames not analysed: read more than max_lag_s "
+            "after capture (the detector was behind)", ["camera"], registry=self.metrics.registry)
+        self._connected_at: float | None = None
+        self._first_record_at: float | None = None
+        self._delivered_once = False
 
     @property
     def producer(self):
@@ -119,9 +126,12 @@ class DetectorService:
         # So a fetch waits no longer than the batch waits for crops.
         fetch_wait_ms = int(min(500, max(10, self.settings.max_wait_ms)))
         self.consumer = kafka_consumer(self.settings, self.settings.group_id, [self.topics.frames],
+                                       assign=self.settings.assign, listener=_FlushOnRevoke(self),
                                        max_poll_records=max(16, self.settings.max_batch or 64),
                                        fetch_max_wait_ms=fetch_wait_ms)
-        self.consumer.subscribe([self.topics.frames], listener=_FlushOnRevoke(self))
+        if self.settings.assign == "all":  # no rebalance will ever tell us
+            self.assigned = sorted(tp.partition for tp in self.consumer.assignment())
+        self._connected_at = time.monotonic()
 
     def new_producer(self):
         return detector_producer(self.settings)
@@ -162,15 +172,24 @@ class DetectorService:
                 if (record.topic, record.partition) in self.rewound:
                     continue  # behind a failed batch: the rewind reads it again
                 self.handle(record)
-                if self.batch.full:
+                # Full; or, until the first detections are out, due by time: a backlog at
+                # start-up would otherwise show nothing before max_batch frames are done.
+                # Later batches fill up (LiteRT reallocates on every new batch size).
+                if self.batch.full or (self.batch.due and not self._delivered_once):
                     self.flush()
 
     def handle(self, record) -> None:
-        """Into the batch, or dead-lettered (and announced as skipped) when unusable."""
+        """Into the batch; dead-lettered (and announced as skipped) when unusable; announced
+        as skipped "stale", unanalysed, when it is a live frame we read too late."""
         self.counters["records"] += 1
+        if self._first_record_at is None:
+            self._first_record_at = time.monotonic()
+            log.info("first frame read %.2f s after connecting", self._since_connected())
         headers = None
         try:
             headers = FrameHeaders.from_kafka(record.headers)
+            if self.is_stale(headers, record) and self.skip_stale(record, headers):
+                return
             frame = self.pipeline.prepare(record.value, headers, source=record)
         except (MessageError, PoisonFrame) as exc:
             self.reject(record, headers, str(exc))
@@ -179,6 +198,40 @@ class DetectorService:
             self.reject(record, headers, f"processing error: {type(exc).__name__}: {exc}")
         else:
             self.batch.add(frame, (record.topic, record.partition), record.offset)
+
+    def lag_s(self, headers: FrameHeaders, record, now: float | None = None) -> float:
+        """How far behind this frame is: now minus the later of its capture time and its
+        publish time (the record's timestamp). The later one, because a camera whose clock
+        runs behind (RTSP sender reports) would otherwise look stale on every frame."""
+        now = time.time() if now is None else now
+        published = getattr(record, "timestamp", None)
+        published_s = published / 1000.0 if isinstance(published, int) and published > 0 else 0.0
+        return now - max(headers.capture_ts, published_s)
+
+    def is_stale(self, headers: FrameHeaders, record) -> bool:
+        """A live frame read more than max_lag_s after it was captured and published.
+        Frames of files are never stale: their capture times say nothing about lag."""
+        max_lag = self.settings.max_lag_s
+        return bool(headers.live and max_lag > 0 and self.lag_s(headers, record) > max_lag)
+
+    def skip_stale(self, record, headers: FrameHeaders) -> bool:
+        """Not analysed: its "stale" skipped detection goes out with the batch (committed
+        with it), so the aggregator counts the frame as handled and skipped. False (then
+        the frame is processed as usual) when no detection can be built for its headers."""
+        message = self.skipped(headers, SKIPPED_STALE)
+        if message is None:
+            return False
+        self.counters["stale"] += 1
+        self.metrics_stale.labels(headers.camera_id).inc()
+        if self.counters["stale"] == 1 or self.counters["stale"] % 1000 == 0:
+            log.warning("behind by %.1f s on live camera %s: skipping frames older than "
+                        "%.1f s (%d so far)", self.lag_s(headers, record), headers.camera_id,
+                        self.settings.max_lag_s, self.counters["stale"])
+        self.batch.settle((record.topic, record.partition), record.offset, None, message)
+        return True
+
+    def _since_connected(self) -> float:
+        return time.monotonic() - (self._connected_at or time.monotonic())
 
     def reject(self, record, headers: FrameHeaders | None, reason: str) -> None:
         sent = self.dead_letter(record, reason)
@@ -224,6 +277,9 @@ class DetectorService:
         self.backoff.reset()
         self._count_delivered(messages)
         self.commit(batch.offsets)
+        if messages and not self._delivered_once:
+            self._delivered_once = True
+            log.info("first detections delivered %.2f s after connecting", self._since_connected())
         return True
 
     def _detections(self, batch: FrameBatch) -> list[DetectionMessage]:

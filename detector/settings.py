@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -43,6 +44,15 @@ class DetectorSettings(CommonSettings):
                                        validation_alias=_env("detect_refresh_frames"))
     cameras: Path | None = Field(None, validation_alias=_env("cameras"))
     group_id: str = Field("detector", min_length=1, validation_alias=_env("group_id"))
+    # "group": join the consumer group (workers share the partitions; the join takes
+    # ~session_timeout/2 on Tansu). "all": read every partition with no join, offsets still
+    # committed to group_id: for ONE detector per group, e.g. `moodstream analyze` on its
+    # embedded broker (moodstream.clients.kafka_consumer).
+    assign: Literal["group", "all"] = Field("group", validation_alias=_env("assign"))
+    # A LIVE frame (FrameHeaders.live) this many seconds old when read is not analysed: it
+    # becomes a "stale" skipped detection, so a detector that fell behind catches up with
+    # the newest frames and every skipped frame is still counted. Files never skip. 0 = off.
+    max_lag_s: float = Field(2.0, ge=0, le=86_400, validation_alias=_env("max_lag_s"))
     # EMA weight of the newest frame in a track's smoothed probabilities (1 = no smoothing).
     smoothing_alpha: float = Field(0.4, gt=0.0, le=1.0, validation_alias=_env("smoothing_alpha"))
     track_iou: float = Field(0.3, gt=0.0, lt=1.0, validation_alias=_env("track_iou"))

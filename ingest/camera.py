@@ -51,7 +51,8 @@ class CameraWorker:
             on_read=lambda: metrics.read(cam),
             on_dropped=lambda n: metrics.dropped(cam, "queue_full", n) if n else None,
             on_reconnect=lambda: metrics.reconnect(cam))
-        self.sessions = SessionTracker(cam, camera.session, live=is_live(camera.url))
+        self.live = is_live(camera.url)  # in every frame's headers: a late one may be skipped
+        self.sessions = SessionTracker(cam, camera.session, live=self.live)
         self._seq = 0
         self._submitted = 0  # frames of the current session handed to the producer
         self._thread = threading.Thread(target=self._run, name=f"worker-{cam}", daemon=True)
@@ -110,7 +111,7 @@ class CameraWorker:
         session = self.sessions.current
         headers = FrameHeaders(self.camera.id, session.id, self._seq, frame.capture_ts,
                                round(frame.media_s - session.start_media_s, 6), width, height,
-                               run_id=self.run_id)
+                               run_id=self.run_id, live=self.live)
         if self.publisher.publish_frame(headers, jpeg, self.queue.policy):
             self._seq += 1
             self._submitted += 1

@@ -143,12 +143,15 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
         ensure_topics(stack.settings)
         r = redis_client(stack.settings)
         keys = _redis_keys(stack.settings)
+        # One detector and one aggregator on a broker of our own: they read every partition
+        # without a group join (~3 s on Tansu), offsets still committed (clients.assign_all).
+        assign = [] if settings.kafka_bootstrap_servers else ["--assign", "all"]
         # A finished file may wait on a detector that is still loading its model (slow on
         # a busy machine): missing frames get the whole run's timeout, not a short grace.
         stack.start("aggregator", "--idle-timeout-s", str(args.idle_timeout),
-                    "--end-grace-s", str(args.timeout), *_group(stack, "aggregator"))
+                    "--end-grace-s", str(args.timeout), *_group(stack, "aggregator"), *assign)
         stack.start("detector", *(["--model", args.model] if args.model else []),
-                    *_group(stack, "detector"))
+                    *_group(stack, "detector"), *assign)
         ingests = [_start_file_ingest(stack, video, cam, sid, args.fps) for video, cam, sid in jobs]
         _log_first_detection(r, keys, [sid for _v, _c, sid in jobs], args.timeout)
         deadline = time.monotonic() + args.timeout

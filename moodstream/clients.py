@@ -8,7 +8,8 @@ import time
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.structs import TopicPartition
 
 from moodstream.settings import CommonSettings, redact
 from moodstream.topics import Topics
@@ -78,9 +79,28 @@ def kafka_producer(settings: CommonSettings, **overrides) -> KafkaProducer:
     return _retry("Kafka", servers, lambda: KafkaProducer(**config), settings.connect_timeout_s)
 
 
+ASSIGNMENTS = ("group", "all")
+
+
 def kafka_consumer(settings: CommonSettings, group_id: str, topics: list[str],
-                   **overrides) -> KafkaConsumer:
-    """A consumer that never auto-commits: callers commit after handing work on."""
+                   assign: str = "group", listener=None, **overrides) -> KafkaConsumer:
+    """A consumer that never auto-commits: callers commit after handing work on.
+
+    assign="group" (the default, for long-running services): subscribe as a member of the
+    consumer group `group_id`, so several workers share the partitions; the first poll
+    waits for the group join (Tansu completes it after session_timeout_ms / 2, ~3 s).
+    `listener` gets the rebalance callbacks.
+
+    assign="all" (a one-shot run with ONE consumer per group, e.g. `moodstream analyze`
+    on its own embedded broker): every partition of `topics` is assigned directly, no
+    join, and each starts from the group's committed offset (auto_offset_reset when
+    none). Offsets are still committed to `group_id` (a commit needs no membership), so
+    a consumer that dies before its commit is redelivered those records by the next one.
+    Never run it beside group members or another "all" consumer of the same group: they
+    would all read every partition. A partition added while it runs is not picked up.
+    """
+    if assign not in ASSIGNMENTS:
+        raise ValueError(f"assign must be one of {ASSIGNMENTS}, not {assign!r}")
     servers = settings.require_kafka()
     timeout = settings.kafka_session_timeout_ms
     config = dict(_kafka_base(settings), group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -91,10 +111,53 @@ def kafka_consumer(settings: CommonSettings, group_id: str, topics: list[str],
 
     def make():
         consumer = KafkaConsumer(**config)
-        consumer.subscribe(topics)
+        try:
+            if assign == "all":
+                assign_all(consumer, topics, settings.connect_timeout_s)
+            elif listener is not None:
+                consumer.subscribe(topics, listener=listener)
+            else:
+                consumer.subscribe(topics)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
         return consumer
 
     return _retry("Kafka", servers, make, settings.connect_timeout_s)
+
+
+def assign_all(consumer: KafkaConsumer, topics: list[str], timeout_s: float = 15.0) -> dict:
+    """Assign every partition of `topics` and seek each to the group's committed offset
+    (the beginning or end, by auto_offset_reset, when none). Returns {TopicPartition:
+    committed offset or None}. A topic still without partitions in the metadata (just
+    created) is asked for again until timeout_s, then KafkaTimeoutError."""
+    deadline = time.monotonic() + timeout_s
+    partitions = []
+    for topic in topics:
+        found = consumer.partitions_for_topic(topic)
+        while not found:
+            if time.monotonic() >= deadline:
+                raise KafkaTimeoutError(f"no partitions of topic {topic} in the metadata")
+            time.sleep(0.05)
+            found = consumer.partitions_for_topic(topic)
+        partitions += [TopicPartition(topic, p) for p in sorted(found)]
+    consumer.assign(partitions)
+    committed = {tp: consumer.committed(tp, timeout_ms=max(1000, int(1000 * (deadline - time.monotonic()))))
+                 for tp in partitions}
+    fresh = [tp for tp, offset in committed.items() if offset is None]
+    for tp, offset in committed.items():
+        if offset is not None:
+            consumer.seek(tp, offset)
+    if fresh:
+        if consumer.config["auto_offset_reset"] == "latest":
+            consumer.seek_to_end(*fresh)
+        else:
+            consumer.seek_to_beginning(*fresh)
+    log.info("assigned all %d partitions of %s (group %s) without a group join; from %s",
+             len(partitions), ", ".join(topics), consumer.config["group_id"],
+             ", ".join(f"{tp.topic}[{tp.partition}]@{'start' if o is None else o}"
+                       for tp, o in committed.items()))
+    return committed
 
 
 def topic_configs(settings: CommonSettings, topics: Topics) -> dict[str, dict[str, str]]:

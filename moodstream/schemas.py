@@ -47,6 +47,8 @@ PROB_SUM_TOLERANCE = 0.02
 MAX_SOURCE_CHARS = 1024  # a redacted URL or a path
 MAX_REASON_CHARS = 200  # control reason, skipped reason
 MAX_LABEL_CHARS = 128  # detector_id
+# DetectionMessage.skipped of a live frame the detector read too late to analyse.
+SKIPPED_STALE = "stale"
 
 
 class MessageError(ValueError):
@@ -92,12 +94,17 @@ class FrameHeaders:
     # One ingest process's run: seq restarts at 0 in every run, so a frame is identified
     # by (session, run_id, seq). "0" for producers that predate run ids.
     run_id: str = "0"
+    # A live source (camera, stream): capture_ts is wall-clock time, so a detector that
+    # reads it late may skip it (SKIPPED_STALE). Files are never live. Header "live": "1"
+    # when true, absent (or "0") when false; anything else is a MessageError.
+    live: bool = False
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         return [(k, str(v).encode()) for k, v in (
             ("camera_id", self.camera_id), ("session_id", self.session_id), ("seq", self.seq),
             ("capture_ts", repr(self.capture_ts)), ("offset_s", repr(self.offset_s)),
-            ("width", self.width), ("height", self.height), ("run_id", self.run_id))]
+            ("width", self.width), ("height", self.height), ("run_id", self.run_id))
+        ] + ([("live", b"1")] if self.live else [])
 
     @classmethod
     def from_kafka(cls, headers: list[tuple[str, bytes]] | None,
@@ -112,7 +119,8 @@ class FrameHeaders:
                       seq=int(h["seq"]), capture_ts=float(h["capture_ts"]),
                       offset_s=float(h.get("offset_s", b"0")),
                       width=int(h.get("width", b"0")), height=int(h.get("height", b"0")),
-                      run_id=check_id(h.get("run_id", b"0").decode(), "run_id"))
+                      run_id=check_id(h.get("run_id", b"0").decode(), "run_id"),
+                      live=_flag(h.get("live", b"0"), "live"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise MessageError(f"bad frame header: {exc}") from None
         out._check_bounds(now)
@@ -124,6 +132,12 @@ class FrameHeaders:
         _check_range(self.width, "width", 0, MAX_FRAME_SIDE)
         _check_range(self.height, "height", 0, MAX_FRAME_SIDE)
         check_timestamp(self.capture_ts, "capture_ts", now)
+
+
+def _flag(value: bytes, what: str) -> bool:
+    if value not in (b"0", b"1"):
+        raise MessageError(f"frame header {what} must be 0 or 1, not {value[:20]!r}")
+    return value == b"1"
 
 
 def _header_dict(headers: Any) -> dict[str, bytes]:

@@ -49,3 +49,13 @@ def test_bad_cameras_file_exits_2(tmp_path):
 def test_unreachable_broker_exits_1():
     result = run_detector("--model", str(MODEL))
     assert result.returncode == 1 and "cannot reach Kafka" in one_line(result)
+
+
+def test_unloadable_model_exits_2_even_when_the_broker_is_down(tmp_path):
+    """The model loads while the detector connects: a model that exists but cannot be loaded
+    is still reported as the configuration error it is (exit 2, never restarted), not
+    hidden behind the unreachable broker (exit 1)."""
+    model = tmp_path / "broken.tflite"
+    model.write_bytes(b"not a flatbuffer" * 64)
+    result = run_detector("--model", str(model))
+    assert result.returncode == 2 and "cannot load TFLite model" in one_line(result)
