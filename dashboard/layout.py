@@ -1,8 +1,7 @@
-"""The page layout and the small HTML builders the callbacks fill it with.
+"""The shell every page shares, and the small HTML builders the pages fill it with.
 
-All pages live in one layout and the router only shows or hides them, so every callback's
-components always exist (no "nonexistent object" errors in the browser console).
-Builders here are pure: plain data in, Dash components out. No face image anywhere.
+The pages themselves are in dashboard.pages (Dash Pages). Builders here are pure: plain
+data in, Dash components out. No face image anywhere.
 """
 
 from __future__ import annotations
@@ -11,33 +10,29 @@ import time
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
+import dash
 from dash import dcc, html
 
 from dashboard.data import CameraLive, SessionRow, utc
 
-TREND_WINDOWS = ((60, "1 min"), (300, "5 min"), (900, "15 min"))
-HIDDEN = {"display": "none"}
-SHOWN: dict[str, str] = {}
 _TABLE = {"borderCollapse": "collapse", "width": "100%", "margin": "0.5em 0"}
 _CELL = {"borderBottom": "1px solid #ddd", "padding": "4px 8px", "textAlign": "left"}
 _ALERT = {"background": "#fdecea", "color": "#8a1c12", "padding": "8px 12px",
           "border": "1px solid #f5c2bd", "margin": "8px 0"}
 
 
-def build_layout(refresh_s: float) -> html.Div:
+def shell(refresh_s: float) -> html.Div:
+    """What every page shares: header, alert banner, Workers line, the one timer, and
+    Dash Pages' container where the current page goes."""
     return html.Div(style={"fontFamily": "system-ui, sans-serif", "margin": "0 2em"}, children=[
         dcc.Location(id="url"),
         # The only timer: every live callback is driven by this one tick.
         dcc.Interval(id="tick", interval=int(refresh_s * 1000), n_intervals=0),
         dcc.Download(id="download"),
-        dcc.Store(id="session-rendered"),
         _header(),
         html.Div(id="alerts-banner"),
         html.Div(id="workers-status"),  # filled by dashboard.workers
-        html.Div(id="page-overview", children=_overview_page()),
-        html.Div(id="page-sessions", style=HIDDEN, children=_sessions_page()),
-        html.Div(id="page-session", style=HIDDEN, children=_session_page()),
-        html.Div(id="page-missing", style=HIDDEN, children=html.P("No such page.")),
+        dash.page_container,
     ])
 
 
@@ -48,62 +43,6 @@ def _header() -> html.Div:
         dcc.Link("Sessions", href="/sessions", id="nav-sessions"),
         html.Span(id="redis-status", children="connecting…", style={"marginLeft": "auto"}),
     ])
-
-
-def _overview_page() -> list:
-    return [
-        html.Div(id="people-total", style={"fontSize": "1.2em", "margin": "0.5em 0"}),
-        html.Div(id="cameras-table"),
-        html.Div([html.Label("Trend window: "),
-                  dcc.RadioItems(id="trend-window", value=300, inline=True,
-                                 options=[{"label": label, "value": s} for s, label in TREND_WINDOWS])]),
-        dcc.Graph(id="trend-graph", config={"displaylogo": False}),
-        dcc.Graph(id="mix-graph", config={"displaylogo": False}),
-        html.H3("Active sessions"),
-        html.Div(id="active-sessions"),
-    ]
-
-
-def _filter(label: str, control, width: str = "12em") -> html.Div:
-    return html.Div([html.Label(label, style={"fontSize": "0.85em", "color": "#555"}), control],
-                    style={"width": width})
-
-
-def _sessions_page() -> list:
-    return [
-        html.H3("Sessions"),
-        html.Div(style={"display": "flex", "gap": "1em", "flexWrap": "wrap", "alignItems": "end"},
-                 children=[
-                     _filter("Camera", dcc.Dropdown(id="filter-camera", placeholder="all cameras",
-                                                    clearable=True), "14em"),
-                     _filter("Started (UTC dates)", dcc.DatePickerRange(
-                         id="filter-dates", clearable=True, display_format="YYYY-MM-DD"), "24em"),
-                     _filter("Min mean sentiment", dcc.Input(
-                         id="filter-min", type="number", min=-1, max=1, step="any",
-                         placeholder="-1 … 1", debounce=True)),
-                     _filter("Max mean sentiment", dcc.Input(
-                         id="filter-max", type="number", min=-1, max=1, step="any",
-                         placeholder="-1 … 1", debounce=True)),
-                 ]),
-        html.Div(id="sessions-table"),
-    ]
-
-
-def _session_page() -> list:
-    return [
-        html.H3(id="session-title"),
-        html.Div(style={"display": "flex", "gap": "0.5em"}, children=[
-            html.Button("Download CSV", id="download-csv"),
-            html.Button("Download JSON", id="download-json"),
-            html.Button("Download HTML report", id="download-html"),
-        ]),
-        html.Div(id="session-summary"),
-        dcc.Graph(id="session-sentiment", config={"displaylogo": False}),
-        dcc.Graph(id="session-emotions", config={"displaylogo": False}),
-        dcc.Graph(id="session-people", config={"displaylogo": False}),
-        html.H4("Alerts"),
-        html.Div(id="session-alerts"),
-    ]
 
 
 def fmt_time(ts: float | None) -> str:

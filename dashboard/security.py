@@ -35,16 +35,23 @@ def content_security_policy(inline_script_hashes: Iterable[str]) -> str:
         "object-src 'none'", "base-uri 'self'", "form-action 'self'", "frame-ancestors 'none'"])
 
 
-def install_security_headers(server: Flask, csp: str, behind_tls: bool = False) -> None:
+def install_security_headers(server: Flask, csp: str | Callable[[], str],
+                             behind_tls: bool = False) -> None:
     """CSP, no framing, no referrer (a ?token= URL must not leak), no MIME sniffing, and
-    HSTS when the dashboard is served over TLS. Every response, errors and 401/429 included."""
-    headers = {"Content-Security-Policy": csp, "X-Frame-Options": "DENY",
-               "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+    HSTS when the dashboard is served over TLS. Every response, errors and 401/429 included.
+
+    csp may be a function, asked on every response: Dash Pages registers its own inline
+    (clientside) callback on the first request, after the app is built, so the policy must
+    follow Dash's current inline scripts rather than a list taken at start-up."""
+    headers = {"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+               "X-Content-Type-Options": "nosniff"}
     if behind_tls:
         headers["Strict-Transport-Security"] = "max-age=31536000"
+    policy = csp if callable(csp) else (lambda: csp)
 
     @server.after_request
     def add_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", policy())
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response

@@ -1,17 +1,33 @@
-"""Pure helpers of the callbacks: page routing, id validation, filters."""
+"""Pure helpers of the pages: id validation, filters; and the pages Dash Pages registers."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from dashboard.callbacks import page_of, session_filter, session_id_of
+from dashboard.callbacks import session_filter, session_id_of
 
 
-def test_page_of():
-    assert page_of(None) == page_of("/") == "overview"
-    assert page_of("/sessions") == "sessions"
-    assert page_of("/session/abc") == "session"
-    assert page_of("/nope") == "missing"
+def test_pages_are_registered_with_dash_pages(monkeypatch):
+    import dash
+    from dash._pages import _path_to_page
+
+    from dashboard.app import create_app
+    from dashboard.settings import DashboardSettings
+
+    monkeypatch.delenv("DASHBOARD_REFRESH_S", raising=False)
+    create_app(DashboardSettings.load(redis_url="redis://127.0.0.1:1/0"), _NoData())
+    paths = {page["module"]: page["path"] for page in dash.page_registry.values()}
+    assert paths["dashboard.pages.overview"] == "/"
+    assert paths["dashboard.pages.sessions"] == "/sessions"
+    page, variables = _path_to_page("session/cam-1.2026:01")
+    assert page["module"] == "dashboard.pages.session" and variables == {"session_id": "cam-1.2026:01"}
+    assert _path_to_page("nope")[0] == {}  # unknown: Dash shows not_found_404
+
+
+class _NoData:
+    """create_app only keeps the data source for its callbacks."""
+
+    client = keys = None
 
 
 def test_session_id_of_accepts_only_valid_ids():
