@@ -13,6 +13,7 @@ import redis
 from kafka.errors import KafkaError
 
 from aggregator.alerts import AlertMonitor, AlertRule, AlertStore
+from aggregator.metrics import AggregatorMetrics
 from aggregator.service import Aggregator, run_consumer
 from aggregator.settings import AggregatorSettings
 from aggregator.store import SessionStore
@@ -22,6 +23,7 @@ from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consume
 from moodstream.deadletter import DeadLetterSender
 from moodstream.redis_keys import RedisKeys
 from moodstream.lifecycle import stop_on_signals
+from moodstream.logs import setup_logging
 from moodstream.settings import SettingsError, redact
 from moodstream.topics import Topics
 
@@ -49,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--alert-webhook-url", help="POST alert JSON here (optional)")
     p.add_argument("--no-alerts", action="store_const", const=False, dest="alerts_enabled",
                    help="do not evaluate negative-sentiment alerts")
+    p.add_argument("--metrics-port", type=int,
+                   help="/metrics, /healthz and /readyz on this port (default 0 = off)")
     p.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
     return p.parse_args(argv)
 
@@ -77,13 +81,16 @@ def quiet_kafka_logs():
         kafka_log.setLevel(logging.WARNING)
 
 
-def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
+def serve(settings: AggregatorSettings, stop: threading.Event,
+          metrics: AggregatorMetrics | None = None) -> None:
     topics, keys = Topics(settings.topic_prefix), RedisKeys(settings.redis_prefix)
+    metrics = metrics or AggregatorMetrics()
     r = redis_client(settings)
     store = SessionStore(r, keys, settings.valence, settings.bucket_ttl_s,
                          settings.summary_ttl_s, settings.live_ema_alpha)
     notifier = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
     producer = consumer = None
+    metrics.ready_when(r, lambda: consumer)
     try:
         with quiet_kafka_logs():
             ensure_topics(settings, topics)
@@ -95,7 +102,8 @@ def serve(settings: AggregatorSettings, stop: threading.Event) -> None:
         aggregator = Aggregator(
             store, topics, settings.idle_timeout_s, settings.end_grace_s,
             AlertMonitor(alert_rule(settings)) if settings.alerts_enabled else None,
-            alert_store, dead.send if dead else None)
+            alert_store, metrics.counting(dead.send if dead else None))
+        metrics.watch(aggregator)
         age = process_age_s()
         log.info("aggregator consuming %s, %s -> redis %s (prefix %s; %s); ready %s after "
                  "process start", topics.detections, topics.control, redact(settings.redis_url),
@@ -132,14 +140,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = build_settings(args)
         settings.require_kafka()
         settings.require_redis()
-        level = logging.getLevelName(settings.log_level.upper())
-        if not isinstance(level, int):
+        if settings.log_level.upper() not in logging.getLevelNamesMapping():
             raise SettingsError(f"invalid setting log_level: unknown level {settings.log_level!r}")
-        logging.basicConfig(level=level, stream=sys.stderr,
-                            format="%(asctime)s aggregator %(levelname)s %(message)s")
+        setup_logging(settings.log_level, "aggregator")
         stop = threading.Event()
         stop_on_signals(stop, log)
-        serve(settings, stop)
+        metrics = AggregatorMetrics()
+        # /healthz from now on; /readyz once Redis answers and partitions are assigned.
+        metrics.health.start_from(settings)
+        try:
+            serve(settings, stop, metrics)
+        finally:
+            metrics.health.stop()
     except SettingsError as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return 2

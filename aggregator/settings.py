@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
-from moodstream.settings import CommonSettings
+from moodstream.settings import ServiceSettings, service_config
 
 DAY_S = 86400
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name.lower(), f"AGGREGATOR_{name}")
 
 
 def parse_valence(text: str) -> dict[str, float]:
@@ -33,45 +29,46 @@ def parse_valence(text: str) -> dict[str, float]:
     return weights
 
 
-class AggregatorSettings(CommonSettings):
-    group_id: str = Field("aggregator", validation_alias=_env("GROUP_ID"))
+class AggregatorSettings(ServiceSettings):
+    """Env: MOODSTREAM_AGGREGATOR_<FIELD> only (a bare GROUP_ID or AGGREGATOR_* is ignored)."""
+
+    model_config = service_config("aggregator")
+
+    group_id: str = Field("aggregator")
     # "group": join the consumer group (the join takes ~session_timeout/2 on Tansu). "all":
     # read every partition with no join, offsets still committed to group_id: for ONE
     # aggregator per group, e.g. `moodstream analyze` (moodstream.clients.kafka_consumer).
-    assign: Literal["group", "all"] = Field(
-        "group", validation_alias=AliasChoices("assign", "AGGREGATOR_ASSIGN",
-                                               "MOODSTREAM_AGGREGATOR_ASSIGN"))
+    assign: Literal["group", "all"] = "group"
     # A session with no detection for this long is closed (live cameras that vanish).
-    idle_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("IDLE_TIMEOUT_S"))
+    idle_timeout_s: float = Field(30.0, gt=0)
     # After session_end, close this long after the last detection even if some of the
     # announced frames never arrive (a frame the detector could not decode, say).
-    end_grace_s: float = Field(5.0, gt=0, validation_alias=_env("END_GRACE_S"))
+    end_grace_s: float = Field(5.0, gt=0)
     # Retention: every per-session key (buckets, totals, meta, ...) / the summary. 0 = keep.
-    bucket_ttl_s: int = Field(7 * DAY_S, ge=0, validation_alias=_env("BUCKET_TTL_S"))
-    summary_ttl_s: int = Field(90 * DAY_S, ge=0, validation_alias=_env("SUMMARY_TTL_S"))
+    bucket_ttl_s: int = Field(7 * DAY_S, ge=0)
+    summary_ttl_s: int = Field(90 * DAY_S, ge=0)
     # Sentiment weight per emotion; the CLI/env form is "angry=-1,happy=1,...".
     valence: Annotated[dict[str, float], NoDecode] = Field(
-        default_factory=lambda: dict(DEFAULT_VALENCE), validation_alias=_env("VALENCE"))
+        default_factory=lambda: dict(DEFAULT_VALENCE))
     # Weight of the newest frame in the camera live EMA (sentiment, emotion mix).
-    live_ema_alpha: float = Field(0.3, gt=0, le=1, validation_alias=_env("LIVE_EMA_ALPHA"))
+    live_ema_alpha: float = Field(0.3, gt=0, le=1)
 
     # Alerts: window mean sentiment <= -alert_threshold for alert_min_duration_s opens one;
     # it resolves once the mean is above -alert_resolve_threshold for alert_clear_s, and
     # no new alert opens on that camera for alert_cooldown_s (hysteresis, no flapping).
-    alerts_enabled: bool = Field(True, validation_alias=_env("ALERTS_ENABLED"))
-    alert_window_s: float = Field(10.0, gt=0, validation_alias=_env("ALERT_WINDOW_S"))
-    alert_threshold: float = Field(0.35, gt=0, le=1, validation_alias=_env("ALERT_THRESHOLD"))
-    alert_resolve_threshold: float = Field(0.15, ge=0, le=1,
-                                           validation_alias=_env("ALERT_RESOLVE_THRESHOLD"))
-    alert_min_duration_s: float = Field(5.0, ge=0, validation_alias=_env("ALERT_MIN_DURATION_S"))
-    alert_clear_s: float = Field(5.0, ge=0, validation_alias=_env("ALERT_CLEAR_S"))
-    alert_cooldown_s: float = Field(30.0, ge=0, validation_alias=_env("ALERT_COOLDOWN_S"))
-    alert_min_faces: int = Field(3, ge=1, validation_alias=_env("ALERT_MIN_FACES"))
-    alert_webhook_url: str | None = Field(None, validation_alias=_env("ALERT_WEBHOOK_URL"))
+    alerts_enabled: bool = Field(True)
+    alert_window_s: float = Field(10.0, gt=0)
+    alert_threshold: float = Field(0.35, gt=0, le=1)
+    alert_resolve_threshold: float = Field(0.15, ge=0, le=1)
+    alert_min_duration_s: float = Field(5.0, ge=0)
+    alert_clear_s: float = Field(5.0, ge=0)
+    alert_cooldown_s: float = Field(30.0, ge=0)
+    alert_min_faces: int = Field(3, ge=1)
+    alert_webhook_url: str | None = Field(None)
 
-    max_poll_records: int = Field(500, ge=1, validation_alias=_env("MAX_POLL_RECORDS"))
-    poll_timeout_ms: int = Field(100, ge=1, validation_alias=_env("POLL_TIMEOUT_MS"))
-    deadletter: bool = Field(True, validation_alias=_env("DEADLETTER"))
+    max_poll_records: int = Field(500, ge=1)
+    poll_timeout_ms: int = Field(100, ge=1)
+    deadletter: bool = Field(True)
 
     @field_validator("valence", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ import signal
 import sys
 
 from moodstream.clients import ServiceUnavailable, redis_client
+from moodstream.health import HealthServer
+from moodstream.logs import setup_logging
 from moodstream.redis_keys import RedisKeys
 from moodstream.settings import SettingsError, redact
 
@@ -48,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = DashboardSettings.load(host=args.host, port=args.port, refresh_s=args.refresh_s,
                                           behind_tls=args.behind_tls)
         settings.check_access()
-        logging.basicConfig(level=settings.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        setup_logging(settings.log_level, "dashboard")
         client = dashboard_redis(settings)
+        # /metrics, /healthz, /readyz on their own port (0 = off): ready while Redis answers.
+        health = HealthServer("dashboard").ready_when("redis connected", client.ping)
+        health.start_from(settings)
     except (SettingsError, ValueError) as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return serve(settings, client)
     finally:
+        health.stop()
         client.close()
 
 

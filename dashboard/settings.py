@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 
-from moodstream.settings import CommonSettings, SettingsError
+from moodstream.settings import ServiceSettings, SettingsError, service_config
 
 
-class DashboardSettings(CommonSettings):
-    host: str = Field("127.0.0.1", validation_alias=AliasChoices("DASHBOARD_HOST"))
-    port: int = Field(8050, ge=1, le=65535, validation_alias=AliasChoices("DASHBOARD_PORT"))
+class DashboardSettings(ServiceSettings):
+    """Env: MOODSTREAM_DASHBOARD_<FIELD> only (the old DASHBOARD_* names are ignored)."""
+
+    model_config = service_config("dashboard")
+
+    host: str = Field("127.0.0.1")
+    port: int = Field(8050, ge=1, le=65535)
     # The issue asks for a refresh of at most 2 s; one dcc.Interval drives every callback.
-    refresh_s: float = Field(2.0, gt=0.2, le=2.0, validation_alias=AliasChoices("DASHBOARD_REFRESH_S"))
-    user: str | None = Field(None, validation_alias=AliasChoices("DASHBOARD_USER"))
-    password: SecretStr | None = Field(None, validation_alias=AliasChoices("DASHBOARD_PASSWORD"))
-    token: SecretStr | None = Field(None, validation_alias=AliasChoices("DASHBOARD_TOKEN"))
-    threads: int = Field(4, ge=1, le=64, validation_alias=AliasChoices("DASHBOARD_THREADS"))
+    refresh_s: float = Field(2.0, gt=0.2, le=2.0)
+    user: str | None = Field(None)
+    password: SecretStr | None = Field(None)
+    token: SecretStr | None = Field(None)
+    threads: int = Field(4, ge=1, le=64)
     # TLS ends at a reverse proxy in front of us: cookies are Secure, HSTS is sent, and the
     # proxy's X-Forwarded-For / X-Forwarded-Proto are trusted (only then).
-    behind_tls: bool = Field(False, validation_alias=AliasChoices("DASHBOARD_BEHIND_TLS"))
+    behind_tls: bool = Field(False)
     # Upper bound of rows on the sessions page, newest first.
-    session_list_limit: int = Field(500, ge=1, le=10000,
-                                    validation_alias=AliasChoices("DASHBOARD_SESSION_LIMIT"))
+    session_list_limit: int = Field(500, ge=1, le=10000)
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:
@@ -38,12 +41,12 @@ class DashboardSettings(CommonSettings):
     def check_access(self) -> None:
         """Refuse a non-loopback bind without credentials; half-set credentials are an error."""
         if bool(self.user) != bool(self.password and self.password.get_secret_value()):
-            raise SettingsError("set both DASHBOARD_USER and DASHBOARD_PASSWORD for basic auth")
+            raise SettingsError("set both MOODSTREAM_DASHBOARD_USER and MOODSTREAM_DASHBOARD_PASSWORD for basic auth")
         if is_loopback(self.host) or self.basic_auth or self.bearer_token:
             return
         raise SettingsError(
             f"refusing to serve the dashboard on {self.host} without credentials: set "
-            "DASHBOARD_USER and DASHBOARD_PASSWORD, or DASHBOARD_TOKEN (or bind 127.0.0.1)")
+            "MOODSTREAM_DASHBOARD_USER and MOODSTREAM_DASHBOARD_PASSWORD, or MOODSTREAM_DASHBOARD_TOKEN (or bind 127.0.0.1)")
 
 
 def is_loopback(host: str) -> bool:

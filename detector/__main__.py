@@ -23,6 +23,7 @@ from detector.faces import DetectorError  # noqa: E402
 from detector.settings import CPU_BATCH, GPU_BATCH, DetectorSettings  # noqa: E402
 from moodstream.clients import ServiceUnavailable  # noqa: E402
 from moodstream.lifecycle import stop_on_signals  # noqa: E402
+from moodstream.logs import setup_logging  # noqa: E402
 from moodstream.settings import SettingsError  # noqa: E402
 
 log = logging.getLogger("detector")
@@ -57,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--delivery-timeout-ms", type=int,
                    help="longest a send may wait for the broker's ack before its batch is "
                         "re-read instead of committed (20000)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics here (0 = off)")
+    p.add_argument("--metrics-port", type=int,
+                   help="/metrics, /healthz and /readyz on this port (default 0 = off)")
     return p
 
 
@@ -141,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     service = None
     try:
         settings = DetectorSettings.load(**{k: v for k, v in vars(args).items()})
-        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s detector %(levelname)s %(message)s")
+        setup_logging(settings.log_level, "detector")
         checked = time.monotonic()
         detector, masks = check_config(settings)
         checked = time.monotonic() - checked
@@ -150,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         loader = PipelineLoader(settings, detector, masks).start()
         from detector.service import DetectorService
         service = DetectorService(settings, stop=stop)
-        # kafka-python logs every failed attempt; the one line below says it better.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        # /healthz from now on; /readyz once connected, assigned and the model is loaded.
+        service.metrics.ready_when(service).health.start_from(settings)
         connect_start = time.monotonic()
         try:
             service.connect()
@@ -162,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         connect_s = time.monotonic() - connect_start
         logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
         service.attach(pipeline)
-        service.metrics.serve(settings.metrics_port, settings.metrics_host)
         log.info("serving %s (%s) on %s; faces by %s; batch %d / %.0f ms; group %s (%s); "
                  "max lag %.1f s", pipeline.model.path, pipeline.model.format,
                  pipeline.model.device, settings.detector, pipeline.max_batch,

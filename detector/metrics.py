@@ -1,9 +1,11 @@
-"""Detector counters and stage timings for Prometheus (GET /metrics when a port is given)."""
+"""Detector counters and stage timings for Prometheus, served with /healthz and /readyz by
+the shared moodstream.health server."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from moodstream.health import HealthServer
 from moodstream.schemas import DetectionMessage
 
 _MS_BUCKETS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000)
@@ -26,7 +28,7 @@ class DetectorMetrics:
                                        registry=r)
         self.stage_ms = Histogram("detector_stage_ms", "Per-frame stage time (ms)", ["stage"],
                                   buckets=_MS_BUCKETS, registry=r)
-        self._server = None
+        self.health = HealthServer("detector", self.registry)
 
     def observe(self, message: DetectionMessage) -> None:
         self.frames.labels(message.camera_id).inc()
@@ -35,11 +37,17 @@ class DetectorMetrics:
         for stage in ("decode_ms", "detect_ms", "classify_ms", "e2e_ms"):
             self.stage_ms.labels(stage[:-3]).observe(getattr(message.timing, stage))
 
+    def ready_when(self, service) -> "DetectorMetrics":
+        """/readyz: connected to Kafka, partitions assigned, model loaded (a DetectorService)."""
+        self.health.ready_when("kafka connected", lambda: service.consumer is not None)
+        self.health.ready_when("partitions assigned", lambda: bool(service.assigned))
+        self.health.ready_when("model loaded", lambda: service.pipeline is not None)
+        return self
+
     def serve(self, port: int, host: str) -> None:
+        """Start /metrics, /healthz, /readyz on host:port; 0 = off."""
         if port:
-            self._server, _ = start_http_server(port, host, registry=self.registry)
+            self.health.start(host, port)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self.health.stop()

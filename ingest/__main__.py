@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
+import threading
 
 import cv2
 
@@ -15,23 +15,15 @@ from ingest.metrics import IngestMetrics
 from ingest.publisher import make_producer
 from ingest.service import EXIT_BAD_INPUT, EXIT_FAILED, IngestService, usable_cameras
 from moodstream.clients import ServiceUnavailable, ensure_topics, kafka_producer
+from moodstream.lifecycle import stop_on_signals
+from moodstream.logs import setup_logging
 from moodstream.settings import SettingsError, redact
 
-
-class RedactingFormatter(logging.Formatter):
-    """Last line of defence: no URL credentials in any log line, whoever logs it."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+log = logging.getLogger("ingest")
 
 
 def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s ingest: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its outage noise is ours to report
+    setup_logging(level, "ingest")
     # FFmpeg and OpenCV print their own stderr lines for each bad file or dropped stream;
     # the reader reports those itself, once, as a state change.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -54,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--session-every", type=float, dest="session_every_s",
                    help="live sources: also start a new automatic session every N s, "
                         "wall-clock aligned (default 3600; 0 = never); a file is one session")
-    p.add_argument("--metrics-port", type=int, help="Prometheus /metrics + /healthz port (0=off)")
+    p.add_argument("--metrics-port", type=int,
+                   help="/metrics, /healthz and /readyz on this port (default 0 = off)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     return p.parse_args(argv)
 
@@ -77,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     if not cameras:
         return EXIT_BAD_INPUT  # each camera's problem is already on stderr, one line each
     producer = None
+    stop = threading.Event()
     try:
         ensure_topics(settings)
         producer = make_producer(settings, kafka_producer)
-        service = IngestService(settings, cameras, producer, metrics)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: service.request_stop())
+        metrics.kafka_connected = True
+        service = IngestService(settings, cameras, producer, metrics, stop=stop)
+        stop_on_signals(stop, log)
         return service.run()
     except ServiceUnavailable as exc:
         return _fail(str(exc), EXIT_FAILED)

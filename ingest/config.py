@@ -6,17 +6,11 @@ import re
 from enum import Enum
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from moodstream.schemas import valid_id
 from moodstream.camera_file import read_camera_file
-from moodstream.settings import CommonSettings, SettingsError
-
-
-def _env(name: str) -> AliasChoices:
-    # Prefixed only: a stray SOURCE or FPS in the shell must not configure ingest.
-    return AliasChoices(f"MOODSTREAM_INGEST_{name.upper()}")
+from moodstream.settings import ServiceSettings, SettingsError, service_config
 
 
 class PacingMode(str, Enum):
@@ -86,44 +80,40 @@ class CameraConfig(BaseModel):
         return value
 
 
-class IngestSettings(CommonSettings):
-    """Settings of one ingest process; per-camera values are defaults for the CLI camera."""
+class IngestSettings(ServiceSettings):
+    """Settings of one ingest process; per-camera values are defaults for the CLI camera.
+    Env: MOODSTREAM_INGEST_<FIELD> (a stray SOURCE or FPS in the shell is ignored)."""
 
-    # The prefix also covers lookups by field name, so a stray FPS or MODE in the shell is
-    # ignored; only MOODSTREAM_INGEST_FPS etc. (and the common names) count.
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True,
-                                      env_prefix="MOODSTREAM_INGEST_")
+    model_config = service_config("ingest")
 
-    source: str | None = Field(None, validation_alias=_env("source"))
-    camera_id: str = Field("cam1", validation_alias=_env("camera_id"))
-    session_id: str | None = Field(None, validation_alias=_env("session_id"))
-    fps: float = Field(5.0, ge=0, validation_alias=_env("fps"))
-    mode: PacingMode = Field(PacingMode.REALTIME, validation_alias=_env("mode"))
-    loop: bool = Field(False, validation_alias=_env("loop"))
-    max_width: int = Field(1280, ge=16, validation_alias=_env("max_width"))
-    jpeg_quality: int = Field(85, ge=1, le=100, validation_alias=_env("jpeg_quality"))
-    session_gap_s: float = Field(30.0, gt=0, validation_alias=_env("session_gap_s"))
+    source: str | None = Field(None)
+    camera_id: str = Field("cam1")
+    session_id: str | None = Field(None)
+    fps: float = Field(5.0, ge=0)
+    mode: PacingMode = Field(PacingMode.REALTIME)
+    loop: bool = Field(False)
+    max_width: int = Field(1280, ge=16)
+    jpeg_quality: int = Field(85, ge=1, le=100)
+    session_gap_s: float = Field(30.0, gt=0)
     # Default schedule of live cameras (the camera file may set its own); 0 = never.
-    session_every_s: float = Field(HOURLY_S, ge=0, validation_alias=_env("session_every_s"))
+    session_every_s: float = Field(HOURLY_S, ge=0)
     # Frames are identified by (session, run_id, seq) and seq restarts with every process:
     # unset, each start draws a fresh run id. The launcher pins it only to replay a file.
-    run_id: str | None = Field(None, validation_alias=_env("run_id"))
-    config: Path | None = Field(None, validation_alias=_env("config"))
-    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("metrics_port"))
-    metrics_host: str = Field("127.0.0.1", validation_alias=_env("metrics_host"))
+    run_id: str | None = Field(None)
+    config: Path | None = Field(None)
     # A live source with no frame for this long is treated as lost and reconnected.
-    stall_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("stall_timeout_s"))
-    open_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("open_timeout_s"))
-    backoff_initial_s: float = Field(0.5, gt=0, validation_alias=_env("backoff_initial_s"))
-    backoff_max_s: float = Field(30.0, gt=0, validation_alias=_env("backoff_max_s"))
-    reconnect_max_attempts: int = Field(0, ge=0, validation_alias=_env("reconnect_max_attempts"))
+    stall_timeout_s: float = Field(10.0, gt=0)
+    open_timeout_s: float = Field(10.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    reconnect_max_attempts: int = Field(0, ge=0)
     # Frames sent but not yet acknowledged by the broker; past this a live frame is dropped.
-    publish_buffer: int = Field(500, ge=1, validation_alias=_env("publish_buffer"))
+    publish_buffer: int = Field(500, ge=1)
     # How long a frame may wait for a broker that is down before it counts as dropped.
-    delivery_timeout_s: float = Field(60.0, ge=20, validation_alias=_env("delivery_timeout_s"))
-    queue_size: int = Field(8, ge=1, validation_alias=_env("queue_size"))  # files (WAIT)
+    delivery_timeout_s: float = Field(60.0, ge=20)
+    queue_size: int = Field(8, ge=1)  # files (WAIT)
     # Live sources keep at most this many frames in hand, so what is published is current.
-    live_queue_size: int = Field(2, ge=1, validation_alias=_env("live_queue_size"))
+    live_queue_size: int = Field(2, ge=1)
 
     @field_validator("run_id")
     @classmethod

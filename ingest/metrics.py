@@ -1,22 +1,22 @@
-"""Per-camera counters, exported to Prometheus, plus /metrics and /healthz over HTTP."""
+"""Per-camera counters exported to Prometheus, served with /healthz and /readyz by the
+shared moodstream.health server."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Enum as PromEnum
 from prometheus_client import Histogram
 
 from ingest.publisher import PublishStats
 from ingest.source import SourceState, StatusEvent
+from moodstream.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class IngestMetrics(PublishStats):
         self.registry = CollectorRegistry()
         self._lock = threading.Lock()
         self.cameras: dict[str, CameraCounts] = {}
+        self.kafka_connected = False  # set once the producer is up (readiness)
         labels = ["camera"]
         self._read = PromCounter("ingest_frames_read", "Frames decoded from the source",
                                  labels, registry=self.registry)
@@ -85,6 +86,11 @@ class IngestMetrics(PublishStats):
         self.counts(event.camera_id).state = event.state
         self._state.labels(event.camera_id).state(event.state.value)
 
+    def streaming(self) -> bool:
+        """At least one camera is delivering frames (readiness)."""
+        with self._lock:
+            return any(c.state is SourceState.STREAMING for c in self.cameras.values())
+
     def health(self) -> tuple[bool, dict]:
         """Healthy while at least one camera is not failed (or none configured yet)."""
         now = time.monotonic()
@@ -99,50 +105,28 @@ class IngestMetrics(PublishStats):
                          "last_frame_age_s": ages}
 
 
+def health_server(metrics: IngestMetrics) -> HealthServer:
+    """The shared /metrics, /healthz, /readyz server with ingest's registry and checks:
+    ready once the producer is connected and a camera is streaming."""
+    server = HealthServer("ingest", metrics.registry, details=lambda: metrics.health()[1])
+    server.ready_when("kafka connected", lambda: metrics.kafka_connected)
+    server.ready_when("camera streaming", metrics.streaming)
+    return server
+
+
 class MetricsServer:
-    """GET /metrics (Prometheus text) and GET /healthz (JSON; 503 when every camera failed)."""
+    """ingest.service's handle on health_server(): bound by start(), closed by stop()."""
 
     def __init__(self, metrics: IngestMetrics, host: str, port: int):
-        self.metrics = metrics
-        handler = self._handler_class()
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
-                                        daemon=True)
+        self._server, self._address = health_server(metrics), (host, port)
 
     @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+    def port(self) -> int | None:
+        return self._server.port
 
     def start(self) -> "MetricsServer":
-        self._thread.start()
+        self._server.start(*self._address)
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handler_class(self):
-        metrics = self.metrics
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server naming
-                if self.path.startswith("/metrics"):
-                    self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-                elif self.path.startswith("/healthz") or self.path.startswith("/health"):
-                    healthy, body = metrics.health()
-                    self._send(200 if healthy else 503, json.dumps(body).encode(),
-                               "application/json")
-                else:
-                    self._send(404, b"not found\n", "text/plain")
-
-            def _send(self, code: int, body: bytes, content_type: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):  # scrapes are not worth a log line each
-                pass
-
-        return Handler
+        self._server.stop()

@@ -1,29 +1,82 @@
 """Typed settings shared by every service, built once at start-up from env and CLI.
 
-Each service subclasses CommonSettings with its own fields. Nothing here is read at
-import time: call `Settings.load(**cli_overrides)` in `main()` and pass the object on.
+Each service subclasses ServiceSettings with `model_config = service_config("name")`: its
+own fields are read from MOODSTREAM_<NAME>_<FIELD> only, the common ones from the names
+below (KAFKA_* and REDIS_URL, each also MOODSTREAM_-prefixed, and MOODSTREAM_*). Nothing
+else in the environment counts: a bare MODEL or GROUP_ID left in a shell, a lowercase
+field name or an old prefix (AGGREGATOR_*, DASHBOARD_*) changes nothing. Nothing here is
+read at import time: call `Settings.load(**cli_overrides)` in `main()` and pass it on.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, AliasGenerator, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 class SettingsError(ValueError):
     """Wrong configuration; the message is one line a user can act on."""
 
 
-def _env(name: str, *aliases: str):
-    return AliasChoices(name, f"MOODSTREAM_{name}", *aliases)
+_BARE = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
+_BARE_PREFIXES = ("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_")
+
+
+def _env(name: str, *aliases: str) -> AliasChoices:
+    """A common setting: MOODSTREAM_<NAME>; Kafka and Redis names also bare (the names
+    every Kafka/Redis deployment already exports)."""
+    bare = (name, *aliases) if name in _BARE or name.startswith(_BARE_PREFIXES) else ()
+    return AliasChoices(*bare, f"MOODSTREAM_{name}", *(f"MOODSTREAM_{a}" for a in aliases))
+
+
+def service_config(service: str) -> SettingsConfigDict:
+    """The settings config of one service: every field it declares without an explicit
+    alias is read from MOODSTREAM_<SERVICE>_<FIELD> and nothing else."""
+    prefix = f"MOODSTREAM_{service.upper()}_"
+    return SettingsConfigDict(extra="ignore", populate_by_name=True, alias_generator=AliasGenerator(
+        validation_alias=lambda field: AliasChoices(prefix + field.upper())))
+
+
+def env_names(field: FieldInfo) -> list[str]:
+    """The environment variable names a settings field reads, in order of precedence."""
+    alias = field.validation_alias
+    choices = getattr(alias, "choices", None) or ([alias] if isinstance(alias, str) else [])
+    return [choice for choice in choices if isinstance(choice, str)]
+
+
+class _AliasEnv(PydanticBaseSettingsSource):
+    """The environment, by each field's exact alias names only. pydantic-settings' own
+    source would also read the bare field name (any case) because fields may be passed by
+    name; that is how a stray MODEL=... used to reconfigure the detector."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for name in env_names(field):
+            if name in os.environ:
+                return os.environ[name], name, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, _name, _complex = self.get_field_value(field, field_name)
+            if value is not None:
+                values[field_name] = value
+        return values
 
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):
+        return init_settings, _AliasEnv(settings_cls)
 
     # Unset means "use the embedded servers" (only the CLI launcher starts those).
     kafka_bootstrap_servers: str | None = Field(None, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
@@ -65,9 +118,10 @@ class CommonSettings(BaseSettings):
             return cls(**clean)
         except ValidationError as exc:
             first = exc.errors()[0]
-            name = ".".join(str(p) for p in first["loc"]).upper() or "SETTINGS"
-            raise SettingsError(f"invalid setting {name.lower()} (env {name} or MOODSTREAM_{name}): "
-                                f"{first['msg']}") from None
+            name = ".".join(str(p) for p in first["loc"]) or "settings"
+            field = cls.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+            where = f" (env {' or '.join(env_names(field))})" if field and env_names(field) else ""
+            raise SettingsError(f"invalid setting {name}{where}: {first['msg']}") from None
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap_servers:
@@ -105,6 +159,16 @@ class CommonSettings(BaseSettings):
             raise SettingsError(f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL is {protocol}: "
                                 "use SSL or SASL_SSL")
         return config
+
+
+class ServiceSettings(CommonSettings):
+    """CommonSettings plus what every service process has: its health/metrics port.
+    Subclasses set `model_config = service_config("name")`."""
+
+    # /metrics, /healthz and /readyz on one port (moodstream.health); 0 = off, so demo
+    # processes on one host never collide. Kubernetes sets 9100 and 0.0.0.0.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 # ---------------------------------------------------------------- redaction

@@ -1,12 +1,15 @@
-"""The probes' paths are served by the services' own HTTP servers (started here on a free
-port, without Kafka). What a service does not serve yet is an expected failure that names
-it; it turns into a pass when the endpoint lands."""
+"""The probes' paths are served by each service's own health server (moodstream.health,
+built here as each service builds it, on a free port, without Kafka or Redis): /healthz is
+200 JSON at once, /readyz 503 naming what is not ready until the service's checks pass,
+then 200. tests/moodstream/test_health.py runs the same against real processes."""
 
 from __future__ import annotations
 
-import socket
+import json
+import time
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,25 +28,38 @@ def _get(port: int, path: str) -> tuple[int, str, str]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(service: str):
-    """(port, stop) of the service's health/metrics server, or None when it has none."""
+def _health(service: str):
+    """(HealthServer, make_ready, names of its readiness checks) as the service builds it."""
     if service == "ingest":
-        from ingest.metrics import IngestMetrics, MetricsServer
-        server = MetricsServer(IngestMetrics(), "127.0.0.1", 0).start()
-        return server.port, server.stop
+        from ingest.metrics import IngestMetrics, health_server
+        from ingest.source import SourceState, StatusEvent
+        metrics = IngestMetrics()
+
+        def ready():
+            metrics.kafka_connected = True
+            metrics.status(StatusEvent("cam", SourceState.STREAMING, None, time.time(), None))
+        return health_server(metrics), ready, {"kafka connected", "camera streaming"}
     if service == "detector":
         from detector.metrics import DetectorMetrics
-        metrics = DetectorMetrics()
-        port = _free_port()
-        metrics.serve(port, "127.0.0.1")  # 0 would mean "off"
-        return port, metrics.close
-    return None
+        state = SimpleNamespace(consumer=None, assigned=[], pipeline=None)
+        metrics = DetectorMetrics().ready_when(state)
+        return metrics.health, lambda: vars(state).update(consumer=object(), assigned=[0],
+                                                          pipeline=object()), \
+            {"kafka connected", "partitions assigned", "model loaded"}
+    redis_up = SimpleNamespace(up=False)
+    ping = lambda: redis_up.up  # noqa: E731 - a stand-in for redis.Redis.ping
+    if service == "aggregator":
+        from aggregator.metrics import AggregatorMetrics
+        metrics, consumer = AggregatorMetrics(), SimpleNamespace(current=None)
+        metrics.ready_when(SimpleNamespace(ping=ping), lambda: consumer.current)
+
+        def ready():
+            redis_up.up = True
+            consumer.current = SimpleNamespace(assignment=lambda: {("t", 0)})
+        return metrics.health, ready, {"redis connected", "kafka connected", "partitions assigned"}
+    from moodstream.health import HealthServer  # the dashboard's hook in dashboard/__main__.py
+    return HealthServer("dashboard").ready_when("redis connected", ping), \
+        lambda: setattr(redis_up, "up", True), {"redis connected"}
 
 
 def test_every_service_is_probed_on_healthz_and_readyz():
@@ -52,22 +68,22 @@ def test_every_service_is_probed_on_healthz_and_readyz():
 
 @pytest.mark.parametrize("service, path", PROBED)
 def test_probe_path_is_a_health_endpoint(service, path):
-    served = _serve(service)
-    if served is None:
-        pytest.xfail(f"{service} runs no HTTP server for /metrics, /healthz, /readyz yet")
-    port, stop = served
+    server, make_ready, checks = _health(service)
+    server.start("127.0.0.1", 0)
     try:
-        status, content_type, body = _get(port, path)
-        metrics_status, _, metrics = _get(port, "/metrics")
+        before = _get(server.port, path)
+        make_ready()
+        after = _get(server.port, path)
+        metrics_status, _, metrics = _get(server.port, "/metrics")
     finally:
-        stop()
-    assert metrics_status == 200
-    if service == "ingest" and path == "/healthz":
-        assert status == 200 and content_type == "application/json", (status, body)
+        server.stop()
+    assert metrics_status == 200 and "# HELP" in metrics
+    for status, content_type, body in (before, after):
+        assert content_type == "application/json" and body != metrics, (service, path, body)
+    if path == "/healthz":  # alive: 200 whatever the checks say
+        assert before[0] == after[0] == 200
         return
-    if status == 404:
-        pytest.xfail(f"{service} does not serve {path} yet (404)")
-    if "# HELP" in body or body == metrics:
-        pytest.xfail(f"{service} answers {path} with its metrics page (any path does): "
-                     "not a health check yet")
-    assert status == 200, (service, path, status, body)
+    status, _, body = before
+    assert status == 503 and set(json.loads(body)["not_ready"]) == checks, (service, body)
+    status, _, body = after
+    assert status == 200 and json.loads(body)["not_ready"] == [], (service, body)

@@ -119,9 +119,6 @@ def test_metrics_port_is_the_one_the_service_listens_on(kustomization, service):
     objects = rendered(kustomization)
     workload, container = container_of(objects, service)
     cls = settings_class(service)
-    if "metrics_port" not in cls.model_fields:
-        pytest.xfail(f"{service} serves no metrics/health port yet ({cls.__name__} has no "
-                     "metrics_port): its probes wait for the shared health endpoints")
     settings = service_settings(objects, workload, container)
     default = cls.model_fields["metrics_port"].default
     assert settings.metrics_port != 0, f"{service}: metrics port off"
@@ -503,19 +500,13 @@ def _exposed(registry) -> set[str]:
 
 
 def _moodstream_metrics() -> set[str]:
+    from aggregator.metrics import AggregatorMetrics
     from detector.service import DetectorService
     from detector.settings import DetectorSettings
     from ingest.metrics import IngestMetrics
     return _exposed(IngestMetrics().registry) | \
-        _exposed(DetectorService(DetectorSettings()).metrics.registry)
-
-
-def _pending_metrics() -> dict[str, str]:
-    """Aggregator counters the Grafana dashboard plots before the aggregator exports them:
-    aggregator_<field>_total for fields of aggregator.service.Counters."""
-    from aggregator.service import Counters
-    fields = set(getattr(Counters, "__dataclass_fields__", {})) or set(vars(Counters()))
-    return {f"aggregator_{name}_total": name for name in fields}
+        _exposed(DetectorService(DetectorSettings()).metrics.registry) | \
+        _exposed(AggregatorMetrics().registry)
 
 
 def test_grafana_dashboard_plots_the_projects_metrics():
@@ -524,11 +515,9 @@ def test_grafana_dashboard_plots_the_projects_metrics():
     used = {name for expr in exprs for name in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr)}
     assert all(re.search(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{", expr) for expr in exprs)
     known = _moodstream_metrics()
-    pending = _pending_metrics()
-    unknown = used - known - set(EXTERNAL_METRICS) - set(pending)
+    assert "aggregator_alerts_opened_total" in used
+    unknown = used - known - set(EXTERNAL_METRICS)
     assert not unknown, f"metrics nothing exports: {sorted(unknown)}"
-    # Only the alerts counter waits for the aggregator's metrics; everything else is live.
-    assert used - known - set(EXTERNAL_METRICS) <= {"aggregator_alerts_opened_total"}
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("frames per second", "lag", "faces per second", "inference latency",
                   "dead letters", "alerts"):
