@@ -61,8 +61,8 @@ def test_wrong_config_is_one_line_and_exit_2():
     (["--valence", "angry=much"], {}, "not a number"),
     (["--idle-timeout-s", "0"], {}, "idle_timeout_s"),
     (["--log-level", "chatty"], {}, "log_level"),
-    ([], {"AGGREGATOR_ALERT_RESOLVE_THRESHOLD": "0.9"}, "alert_resolve_threshold"),
-    ([], {"AGGREGATOR_ALERT_WEBHOOK_URL": "file:///etc/passwd"}, "http"),
+    ([], {"MOODSTREAM_AGGREGATOR_ALERT_RESOLVE_THRESHOLD": "0.9"}, "alert_resolve_threshold"),
+    ([], {"MOODSTREAM_AGGREGATOR_ALERT_WEBHOOK_URL": "file:///etc/passwd"}, "http"),
     ([], {"KAFKA_BOOTSTRAP_SERVERS": ""}, "KAFKA_BOOTSTRAP_SERVERS is not set"),
 ])
 def test_wrong_config_in_process(monkeypatch, capsys, args, env, text):
@@ -81,7 +81,7 @@ def test_valence_overrides_keep_the_other_defaults(monkeypatch):
     from moodstream.emotions import DEFAULT_VALENCE
     settings = AggregatorSettings.load(valence="happy=0.8, surprise=-0.2")
     assert settings.valence == dict(DEFAULT_VALENCE, happy=0.8, surprise=-0.2)
-    monkeypatch.setenv("AGGREGATOR_VALENCE", "sad=-1")
+    monkeypatch.setenv("MOODSTREAM_AGGREGATOR_VALENCE", "sad=-1")
     assert AggregatorSettings.load().valence["sad"] == -1.0
 
 
@@ -203,7 +203,7 @@ def test_kill_9_mid_stream_then_restart_counts_everything_exactly_once(stack_env
     frames = [detection(seq, ["happy", "angry"][: seq % 3], tracks=[1, 2][: seq % 3])
               for seq in range(3000)]
     produce(stack_env, [*frames, control("session_end", frames=len(frames))])
-    env = dict(stack_env, AGGREGATOR_MAX_POLL_RECORDS="25")  # many commits: a kill lands mid-way
+    env = dict(stack_env, MOODSTREAM_AGGREGATOR_MAX_POLL_RECORDS="25")  # many commits: a kill lands mid-way
     log_path = tmp_path / "aggregator.log"
 
     first = start_aggregator(env, log_path)

@@ -57,7 +57,7 @@ def test_assign_setting_env_names(monkeypatch):
     monkeypatch.setenv("MOODSTREAM_AGGREGATOR_ASSIGN", "all")
     assert AggregatorSettings.load().assign == "all"
     monkeypatch.delenv("MOODSTREAM_AGGREGATOR_ASSIGN")
-    monkeypatch.setenv("AGGREGATOR_ASSIGN", "all")
-    assert AggregatorSettings.load().assign == "all"
+    monkeypatch.setenv("AGGREGATOR_ASSIGN", "all")  # the old prefix no longer reconfigures it
+    assert AggregatorSettings.load().assign == "group"
     with pytest.raises(SettingsError, match="assign"):
         AggregatorSettings.load(assign="static")

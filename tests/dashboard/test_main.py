@@ -39,13 +39,13 @@ def test_public_bind_without_credentials_is_refused():
     result = _run(_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), "--host", "0.0.0.0")
     assert result.returncode == 2
     line = _one_line(result)
-    assert "refusing" in line and "DASHBOARD_TOKEN" in line and "DASHBOARD_USER" in line
+    assert "refusing" in line and "MOODSTREAM_DASHBOARD_TOKEN" in line and "MOODSTREAM_DASHBOARD_USER" in line
 
 
 def test_credentials_unlock_a_public_bind_and_secrets_stay_out_of_errors():
     # The access check passes with credentials; then Redis is unreachable: one line, exit 1.
     url = f"redis://ops:redis-secret@127.0.0.1:{free_port()}/0"
-    result = _run(_env(REDIS_URL=url, DASHBOARD_USER="ops", DASHBOARD_PASSWORD="dash-secret"),
+    result = _run(_env(REDIS_URL=url, MOODSTREAM_DASHBOARD_USER="ops", MOODSTREAM_DASHBOARD_PASSWORD="dash-secret"),
                   "--host", "0.0.0.0")
     assert result.returncode == 1
     line = _one_line(result)
@@ -92,7 +92,7 @@ def test_serves_with_waitress_and_stops_cleanly_on_sigterm(redis_server):
 @pytest.mark.integration
 @pytest.mark.slow  # starts the whole app (Dash import) in a subprocess
 def test_token_protects_every_route_over_http(redis_server):
-    env = _env(REDIS_URL=redis_server.url, DASHBOARD_TOKEN="tok-abc")
+    env = _env(REDIS_URL=redis_server.url, MOODSTREAM_DASHBOARD_TOKEN="tok-abc")
     with dashboard_process(env) as (url, _proc):
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(url + "/_dash-layout")

@@ -14,7 +14,7 @@ def test_pages_are_registered_with_dash_pages(monkeypatch):
     from dashboard.app import create_app
     from dashboard.settings import DashboardSettings
 
-    monkeypatch.delenv("DASHBOARD_REFRESH_S", raising=False)
+    monkeypatch.delenv("MOODSTREAM_DASHBOARD_REFRESH_S", raising=False)
     create_app(DashboardSettings.load(redis_url="redis://127.0.0.1:1/0"), _NoData())
     paths = {page["module"]: page["path"] for page in dash.page_registry.values()}
     assert paths["dashboard.pages.overview"] == "/"

@@ -191,8 +191,8 @@ def _assert_security_headers(headers) -> None:
 @pytest.mark.slow  # starts the whole app (Dash import) in a subprocess
 def test_real_server_behind_tls_headers_secure_cookie_and_throttle_per_forwarded_client(
         redis_server):
-    env = _env(redis_server.url, DASHBOARD_TOKEN="tok-abc", DASHBOARD_USER="ops",
-               DASHBOARD_PASSWORD="pw-abc")
+    env = _env(redis_server.url, MOODSTREAM_DASHBOARD_TOKEN="tok-abc", MOODSTREAM_DASHBOARD_USER="ops",
+               MOODSTREAM_DASHBOARD_PASSWORD="pw-abc")
     with dashboard_process(env, "--behind-tls") as (url, _proc):
         ok = _basic("ops", "pw-abc")
         status, page, body = _get(url + "/", ok)
@@ -222,7 +222,7 @@ def test_real_server_behind_tls_headers_secure_cookie_and_throttle_per_forwarded
 @pytest.mark.integration
 @pytest.mark.slow  # starts the whole app (Dash import) in a subprocess
 def test_real_server_without_tls_flag_ignores_forwarded_headers(redis_server):
-    env = _env(redis_server.url, DASHBOARD_TOKEN="tok-abc")
+    env = _env(redis_server.url, MOODSTREAM_DASHBOARD_TOKEN="tok-abc")
     with dashboard_process(env) as (url, _proc):
         status, redirect, _ = _get(url + "/?token=tok-abc", {"X-Forwarded-Proto": "https"})
         assert status == 302 and "Secure" not in redirect["Set-Cookie"]

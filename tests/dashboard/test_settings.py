@@ -7,8 +7,8 @@ import pytest
 from dashboard.settings import DashboardSettings, is_loopback
 from moodstream.settings import SettingsError
 
-_ENV = ("DASHBOARD_HOST", "DASHBOARD_PORT", "DASHBOARD_USER", "DASHBOARD_PASSWORD",
-        "DASHBOARD_TOKEN", "DASHBOARD_REFRESH_S")
+_ENV = ("MOODSTREAM_DASHBOARD_HOST", "MOODSTREAM_DASHBOARD_PORT", "MOODSTREAM_DASHBOARD_USER", "MOODSTREAM_DASHBOARD_PASSWORD",
+        "MOODSTREAM_DASHBOARD_TOKEN", "MOODSTREAM_DASHBOARD_REFRESH_S")
 
 
 @pytest.fixture(autouse=True)
@@ -37,26 +37,26 @@ def test_is_loopback(host, loopback):
 
 
 def test_public_bind_without_credentials_is_refused():
-    with pytest.raises(SettingsError, match="DASHBOARD_TOKEN"):
+    with pytest.raises(SettingsError, match="MOODSTREAM_DASHBOARD_TOKEN"):
         DashboardSettings.load(host="0.0.0.0").check_access()
 
 
 def test_public_bind_with_basic_auth_or_token_is_allowed(monkeypatch):
-    monkeypatch.setenv("DASHBOARD_USER", "ops")
-    monkeypatch.setenv("DASHBOARD_PASSWORD", "s3cret")
+    monkeypatch.setenv("MOODSTREAM_DASHBOARD_USER", "ops")
+    monkeypatch.setenv("MOODSTREAM_DASHBOARD_PASSWORD", "s3cret")
     settings = DashboardSettings.load(host="0.0.0.0")
     settings.check_access()
     assert settings.basic_auth == ("ops", "s3cret")
     assert "s3cret" not in repr(settings)  # secrets never reach a log line via repr
-    monkeypatch.delenv("DASHBOARD_USER")
-    monkeypatch.delenv("DASHBOARD_PASSWORD")
-    monkeypatch.setenv("DASHBOARD_TOKEN", "tok-123")
+    monkeypatch.delenv("MOODSTREAM_DASHBOARD_USER")
+    monkeypatch.delenv("MOODSTREAM_DASHBOARD_PASSWORD")
+    monkeypatch.setenv("MOODSTREAM_DASHBOARD_TOKEN", "tok-123")
     settings = DashboardSettings.load(host="0.0.0.0")
     settings.check_access()
     assert settings.bearer_token == "tok-123" and "tok-123" not in repr(settings)
 
 
 def test_user_without_password_is_a_config_error(monkeypatch):
-    monkeypatch.setenv("DASHBOARD_USER", "ops")
+    monkeypatch.setenv("MOODSTREAM_DASHBOARD_USER", "ops")
     with pytest.raises(SettingsError, match="both"):
         DashboardSettings.load().check_access()

@@ -52,7 +52,7 @@ def test_detector_reserves_a_gpu_and_dashboard_requires_credentials():
     assert devices[0]["capabilities"] == ["gpu"]
     dash = services["dashboard"]
     assert "0.0.0.0" in dash["command"]
-    assert {"DASHBOARD_USER", "DASHBOARD_PASSWORD"} <= set(dash["environment"])
+    assert {"MOODSTREAM_DASHBOARD_USER", "MOODSTREAM_DASHBOARD_PASSWORD"} <= set(dash["environment"])
 
 
 def _interpolate_defaults(text: str) -> str:

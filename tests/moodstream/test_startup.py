@@ -222,7 +222,7 @@ def test_aggregator_killed_between_redis_and_commit_is_redelivered_and_counted_o
     producer.flush()
     producer.close()
     r = redis.Redis.from_url(stack_env["REDIS_URL"], decode_responses=True)
-    env = dict(stack_env, AGGREGATOR_MAX_POLL_RECORDS="10")
+    env = dict(stack_env, MOODSTREAM_AGGREGATOR_MAX_POLL_RECORDS="10")
     group, log = "agg", tmp_path / "aggregator.log"
     args = ("--assign", "all", "--group-id", group)
 
