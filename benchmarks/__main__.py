@@ -16,6 +16,7 @@ BENCHMARKS = {
     "aggregator": "benchmarks.aggregator_bench",  # aggregator vs raw pipelined Redis writes
     "latency": "benchmarks.latency_bench",        # capture -> visible in Redis, demo load
     "e2e": "benchmarks.e2e_bench",                # analyze vs fer's whole process; live capacity
+    "soak": "benchmarks.soak",                    # 30 min demo load: RSS, lag, Redis memory
 }
 
 

@@ -198,9 +198,11 @@ def _log_first_detection(r, keys, session_ids: list[str], timeout_s: float) -> N
 def _start_file_ingest(stack: Stack, video: Path, camera_id: str, session_id: str, fps: float,
                        mode: str = "fast"):
     """One file as one ingest job. Its run id is pinned, so a restarted job replays the same
-    (session, run_id, seq) frames and the aggregator drops the repeats instead of adding them."""
+    (session, run_id, seq) frames and the aggregator drops the repeats instead of adding them.
+    The job is a replay job: when the embedded broker restarts empty (its unconsumed frames
+    gone), the launcher runs it again from the start, even when it had finished."""
     return stack.start(f"ingest:{camera_id}", "--camera-id", camera_id, "--session-id", session_id,
-                       "--mode", mode, "--fps", str(fps), module="ingest", job=True,
+                       "--mode", mode, "--fps", str(fps), module="ingest", job=True, replay=True,
                        env={"MOODSTREAM_INGEST_SOURCE": str(video),
                             "MOODSTREAM_INGEST_RUN_ID": secrets.token_hex(6)})
 

@@ -5,6 +5,9 @@ the embedded ones are started. Children get PR_SET_PDEATHSIG so that even a kill
 launcher leaves no orphans; a normal stop terminates them in data-flow order.
 `Stack.supervise()`, called from the CLI's wait loops, restarts a crashed worker or
 embedded server by the rules of moodstream.supervision and records their health in Redis.
+The embedded broker keeps its data in memory only, so when it has to be restarted the
+consumers start over with it and file jobs marked `replay` run again from the start
+(see Stack._revive_servers).
 Secrets (a camera URL with a password) reach a child through its environment, never argv,
 which any local user can read in `ps`.
 """
@@ -32,6 +35,9 @@ from moodstream.supervision import (EXIT_CONFIG, CrashHistory, HealthBoard, Laun
 log = logging.getLogger("moodstream")
 
 SHUTDOWN_ORDER = ("ingest", "detector", "aggregator", "dashboard")
+# Workers that read Kafka and keep positions (in memory, and as the group's committed
+# offsets) that mean nothing on a broker restarted empty: they start over with it.
+CONSUMER_KINDS = ("detector", "aggregator")
 # A run id in the launcher's own environment must not be shared by every ingest it starts.
 PER_CHILD_ENV = ("MOODSTREAM_INGEST_RUN_ID", "MOODSTREAM_INGEST_SOURCE")
 
@@ -56,13 +62,16 @@ def _die_with_parent() -> None:
 class Service:
     """One worker process and its restart state (states: running, restarting, done, failed,
     stopped). A job (analyze's ingest of one file) is done when it exits 0; any other exit,
-    and every exit of a long-running worker, is a crash."""
+    and every exit of a long-running worker, is a crash. A `replay` job is one that can
+    run again from the start without counting anything twice (a file ingest with a
+    pinned run id): it is re-run, even when done, if the broker restarts empty."""
 
     name: str
     args: list[str]
     crashes: CrashHistory
     env: dict[str, str] = field(default_factory=dict)  # this child only (e.g. its source URL)
     job: bool = False
+    replay: bool = False
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     state: str = "running"
@@ -76,6 +85,10 @@ class Service:
     @property
     def kind(self) -> str:
         return self.name.split(":")[0]
+
+    @property
+    def consumes(self) -> bool:
+        return self.kind in CONSUMER_KINDS
 
     def tail(self, chars: int = 1500) -> str:
         if self.log_path and self.log_path.exists():
@@ -148,10 +161,13 @@ class Stack:
         return env
 
     def start(self, name: str, *args: str, module: str | None = None,
-              env: dict[str, str] | None = None, job: bool = False) -> Service:
-        """Start a worker: `python -m module args`; secrets go in env, never in args."""
+              env: dict[str, str] | None = None, job: bool = False,
+              replay: bool = False) -> Service:
+        """Start a worker: `python -m module args`; secrets go in env, never in args.
+        replay: a job that is run again from the start when the broker restarts empty."""
         service = Service(name, [sys.executable, "-m", module or name, *args],
-                          CrashHistory(self.settings), env=dict(env or {}), job=job)
+                          CrashHistory(self.settings), env=dict(env or {}), job=job,
+                          replay=replay and job)
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             service.log_path = self.log_dir / f"{name}.log"
@@ -216,6 +232,10 @@ class Stack:
             how = describe_exit(server.proc.returncode)
             if crashes.exhausted:
                 raise ServiceFailed(crashes.give_up_message(f"embedded {server.name}", how))
+            empty_broker = isinstance(server, EmbeddedKafka) and not server.durable
+            # Before the new broker exists, so nothing from before the crash can reach it (a
+            # consumer committing its old positions there would skip the new log's start).
+            halted = self._halt_for_empty_broker() if empty_broker else []
             try:
                 server.restart()
             except EmbeddedServerError as exc:
@@ -228,6 +248,39 @@ class Stack:
                         server.name, how, server.port, kept, crashes.restarts)
             if isinstance(server, EmbeddedKafka):
                 self._recreate_topics()
+            if halted:
+                self._resume_after_empty_broker(halted)
+
+    def _halt_for_empty_broker(self) -> list[Service]:
+        """SIGKILL what must start over with an empty broker: consumers (their positions and
+        the group's offsets are gone with it) and replay jobs (their unconsumed frames are).
+        SIGKILL, not SIGTERM: a file ingest stopped gracefully would announce a partial
+        frame count. Workers waiting to restart start fresh anyway and are left alone."""
+        halted = []
+        for service in self.services:
+            if service.consumes and service.state == "running":
+                halted.append(service)
+            elif service.replay and service.state in ("running", "done"):
+                halted.append(service)
+        for service in halted:
+            if service.running:
+                service.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                service.proc.wait(5)
+        return halted
+
+    def _resume_after_empty_broker(self, halted: list[Service]) -> None:
+        """Consumers first (they read the new log from its start), then the replays: the
+        frames that were already counted come again with the same (session, run_id, seq)
+        and the aggregator's dedupe drops them; the lost ones are counted."""
+        for service in sorted(halted, key=lambda s: not s.consumes):
+            service.crashes.restarts += 1
+            self._spawn(service)
+        consumers = [s.name for s in halted if s.consumes]
+        replays = [s.name for s in halted if not s.consumes]
+        log.warning("broker restarted empty: restarted %s%s", ", ".join(consumers) or "no consumer",
+                    f"; replaying {', '.join(replays)} from the start (same run id)"
+                    if replays else "")
 
     def _recreate_topics(self) -> None:
         from moodstream.clients import ServiceUnavailable, ensure_topics
