@@ -74,7 +74,9 @@ def serve(settings, client) -> int:
     from dashboard.app import create_app
     from dashboard.data import DashboardData
 
-    app = create_app(settings, DashboardData(client, RedisKeys(settings.redis_prefix)))
+    # cache_s: one shared set of Redis reads per refresh interval, whatever the viewers.
+    data = DashboardData(client, RedisKeys(settings.redis_prefix), cache_s=settings.refresh_s)
+    app = create_app(settings, data)
     # Behind a TLS proxy, waitress takes the client address and scheme from the proxy's
     # X-Forwarded-For / -Proto (the login throttle counts per real client), https by default.
     proxy = dict(trusted_proxy="*", trusted_proxy_count=1, url_scheme="https",

@@ -49,12 +49,20 @@ def register(app: Dash, data: DashboardData, settings, pages) -> None:
         page.register(app, data, settings)
 
 
+def theme_of(dark: bool | None) -> str:
+    return "dark" if dark else "light"
+
+
 def _register_shell(app: Dash, data: DashboardData) -> None:
     @app.callback(Output("redis-status", "children"), Output("alerts-banner", "children"),
                   Input("tick", "n_intervals"))
     def header(_n):
         try:
-            alerts = data.open_alerts()
+            alerts = data.live().alerts  # the shared reader: one read per tick for all
         except DataUnavailable:
             return layout.status_line(False), no_update
         return layout.status_line(True, data.clock()), layout.alerts_banner(alerts)
+
+    @app.callback(Output("theme-root", "data-bs-theme"), Input("theme-switch", "value"))
+    def theme(dark):
+        return theme_of(dark)

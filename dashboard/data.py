@@ -4,6 +4,11 @@ Callbacks never touch Redis themselves: they call DashboardData, which returns p
 dataclasses and dicts and turns any Redis failure into DataUnavailable, so the page can
 say "Redis unreachable" and keep running. Every id is checked with valid_id before it
 becomes part of a key.
+
+One shared, cached reader per refresh interval: with cache_s > 0 (the dashboard passes its
+refresh period), live() and shared() answer every viewer's callbacks of one interval tick
+(floor(clock / cache_s)) from one set of Redis reads; concurrent callers of the same tick
+wait for the one read instead of issuing their own. A failed read is not cached.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,8 +33,8 @@ from moodstream.schemas import MAX_OFFSET_S, TS_LIMIT, valid_id
 # script refuses a longer span, so no value in Redis can make it loop for long.
 MAX_TREND_SECONDS = 3600
 
-# Read-only: mean sentiment of each second t in [ARGV[1], ARGV[2]] of one buckets hash,
-# packed as "0.1234,,-0.5" ("" = a second without faces). The loop's range comes from
+# Read-only: mean sentiment and faces of each second t in [ARGV[1], ARGV[2]] of one buckets
+# hash, packed as "0.1234:2,,-0.5:3" ("" = a second without faces). The loop's range comes from
 # Redis data (a camera's last offset_s), so it is checked first: whole numbers in
 # [0, ARGV[4]] at most ARGV[3] seconds apart (a double as large as 1e17 would otherwise
 # never step past itself: t + 1 == t, an endless loop that blocks Redis). Anything else
@@ -45,7 +51,7 @@ for t = lo, hi do
   local v = redis.call('HMGET', KEYS[1], t .. '|faces', t .. '|sentiment_sum')
   local faces, total = tonumber(v[1]), tonumber(v[2])
   if faces and faces > 0 and total then
-    out[#out + 1] = string.format('%.4f', total / faces)
+    out[#out + 1] = string.format('%.4f:%d', total / faces, faces)
   else
     out[#out + 1] = ''
   end
@@ -73,6 +79,10 @@ class CameraLive:
     alert: bool = False
     status: str = ""
     offset_s: float | None = None  # session time of the last applied frame
+    # From the camera file (privacy): why the camera is analysed, and whether people are
+    # told. None until ingest/the aggregator write them to the live hash.
+    purpose: str | None = None
+    notice: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -143,11 +153,54 @@ def _guarded(method: Callable) -> Callable:
     return wrapper
 
 
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What the live pages show, read once per refresh interval for every viewer."""
+
+    now: float
+    cameras: list[CameraLive]
+    alerts: dict[str, dict[str, Any]]
+    series: dict[str, list]  # camera id -> (UTC time, sentiment, faces), last LIVE_SERIES_S
+    active: list[SessionRow]
+
+
+LIVE_SERIES_S = 3599  # an hour of seconds: the KPI baseline; sparklines and trends cut it
+
+
 class DashboardData:
     def __init__(self, client: redis.Redis, keys: RedisKeys,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, cache_s: float = 0.0):
         self.client, self.keys, self.clock = client, keys, clock
+        self.cache_s = cache_s
         self._trend_script = client.register_script(TREND_SCRIPT)
+        self._cache: dict[str, tuple[int, Any]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def shared(self, name: str, read: Callable[[], Any]) -> Any:
+        """read()'s answer for this refresh interval, read once whatever the number of
+        callers (viewers, callbacks); without cache_s, read() every time."""
+        if self.cache_s <= 0:
+            return read()
+        tick = math.floor(self.clock() / self.cache_s)
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            cached = self._cache.get(name)
+            if cached is not None and cached[0] == tick:
+                return cached[1]
+            value = read()
+            self._cache[name] = (tick, value)
+            return value
+
+    def live(self) -> LiveSnapshot:
+        """Cameras, open alerts, an hour of per-second series and active sessions."""
+        def read() -> LiveSnapshot:
+            cameras = self.cameras()
+            return LiveSnapshot(now=self.clock(), cameras=cameras, alerts=self.open_alerts(),
+                                series=self.series(cameras, LIVE_SERIES_S),
+                                active=self.active_sessions())
+        return self.shared("live", read)
 
     @_guarded
     def ping(self) -> bool:
@@ -177,8 +230,9 @@ class DashboardData:
         return alerts
 
     @_guarded
-    def trend(self, cameras: list[CameraLive], window_s: float) -> dict[str, list]:
-        """Per-second sentiment of each camera's current session over the last window_s.
+    def series(self, cameras: list[CameraLive], window_s: float) -> dict[str, list]:
+        """Per-second (UTC time, mean sentiment, faces) of each camera's current session
+        over the last window_s, by camera id; a second without faces is (t, None, 0).
 
         Reads only the window's seconds, and Redis itself divides sentiment_sum by faces
         (TREND_SCRIPT): one short string per camera instead of two fields per second.
@@ -199,12 +253,19 @@ class DashboardData:
             self._trend_script(keys=[self.keys.buckets(cam.session_id)],
                                args=[span.start, span.stop - 1, MAX_TREND_SECONDS,
                                      int(MAX_OFFSET_S)], client=pipe)
-        series = {}
+        out = {}
         for (cam, started, span), packed in zip(plans, pipe.execute()):
             points = _points(started, span, packed.split(","), since=now - window_s)
-            if any(y is not None for _, y in points):
-                series[f"{cam.camera_id} · {cam.session_id}"] = points
-        return series
+            if any(y is not None for _, y, _f in points):
+                out[cam.camera_id] = points
+        return out
+
+    def trend(self, cameras: list[CameraLive], window_s: float) -> dict[str, list]:
+        """(UTC time, sentiment) per second of each camera's current session in the window,
+        labelled "camera · session" (the overview's trend lines)."""
+        sessions = {c.camera_id: c.session_id for c in cameras}
+        return {f"{camera} · {sessions[camera]}": [(x, y) for x, y, _f in points]
+                for camera, points in self.series(cameras, window_s).items()}
 
     @_guarded
     def sessions(self, flt: SessionFilter = SessionFilter(), limit: int = 500) -> list[SessionRow]:
@@ -272,7 +333,9 @@ def _camera_live(camera_id: str, raw: dict[str, str]) -> CameraLive:
         faces=_int(raw.get("faces")), people=_int(raw.get("people")),
         dominant=raw.get("dominant") or None, probs=probs,
         alert=raw.get("alert") == "open", status=raw.get("status", ""),
-        offset_s=_float(raw.get("offset_s")))
+        offset_s=_float(raw.get("offset_s")), purpose=(raw.get("purpose") or "").strip() or None,
+        notice={"1": True, "true": True, "0": False, "false": False}.get(
+            str(raw.get("notice", "")).lower()))
 
 
 def _session_row(session_id: str, meta: dict, totals: dict) -> SessionRow:
@@ -312,7 +375,14 @@ def _window_seconds(cam: CameraLive, started: float | None, now: float,
 
 
 def _points(started: float, span: range, packed: list[str], since: float) -> list:
-    """(UTC time, sentiment) per second of span; a second without faces is None (a gap)."""
+    """(UTC time, sentiment, faces) per second of span; a second without faces is
+    (t, None, 0): a gap, not a zero."""
     first = utc(started)
-    return [(first + timedelta(seconds=t), float(value) if value else None)
-            for t, value in zip(span, packed) if started + t >= since]
+    out = []
+    for t, value in zip(span, packed):
+        if started + t < since:
+            continue
+        sentiment, _, faces = value.partition(":")
+        out.append((first + timedelta(seconds=t), float(sentiment) if sentiment else None,
+                    int(faces) if faces else 0))
+    return out

@@ -11,38 +11,42 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
 import dash
+import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from dashboard.data import CameraLive, SessionRow, utc
 
-_TABLE = {"borderCollapse": "collapse", "width": "100%", "margin": "0.5em 0"}
-_CELL = {"borderBottom": "1px solid #ddd", "padding": "4px 8px", "textAlign": "left"}
-_ALERT = {"background": "#fdecea", "color": "#8a1c12", "padding": "8px 12px",
-          "border": "1px solid #f5c2bd", "margin": "8px 0"}
 
 
 def shell(refresh_s: float) -> html.Div:
-    """What every page shares: header, alert banner, Workers line, the one timer, and
-    Dash Pages' container where the current page goes."""
-    return html.Div(style={"fontFamily": "system-ui, sans-serif", "margin": "0 2em"}, children=[
+    """What every page shares: header with navigation, Redis status and theme switch, alert
+    banner, Workers line, the one timer, and Dash Pages' container for the current page."""
+    return html.Div(id="theme-root", className="bg-body text-body", **{"data-bs-theme": "light"},
+                    children=[
         dcc.Location(id="url"),
         # The only timer: every live callback is driven by this one tick.
         dcc.Interval(id="tick", interval=int(refresh_s * 1000), n_intervals=0),
         dcc.Download(id="download"),
         _header(),
-        html.Div(id="alerts-banner"),
-        html.Div(id="workers-status"),  # filled by dashboard.workers
-        dash.page_container,
+        dbc.Container(fluid=True, className="px-3 px-lg-4", children=[
+            html.Div(id="alerts-banner"),
+            html.Div(id="workers-status"),  # filled by dashboard.workers
+            dash.page_container,
+        ]),
     ])
 
 
-def _header() -> html.Div:
-    return html.Div(style={"display": "flex", "gap": "1.5em", "alignItems": "baseline"}, children=[
-        html.H2("moodstream", style={"marginRight": "1em"}),
-        dcc.Link("Live overview", href="/", id="nav-overview"),
-        dcc.Link("Sessions", href="/sessions", id="nav-sessions"),
-        html.Span(id="redis-status", children="connecting…", style={"marginLeft": "auto"}),
-    ])
+def _header() -> dbc.Navbar:
+    return dbc.Navbar(dbc.Container(fluid=True, children=[
+        dbc.NavbarBrand("moodstream", href="/"),
+        dbc.Nav([dbc.NavItem(dbc.NavLink("Live overview", href="/", id="nav-overview",
+                                         active="exact")),
+                 dbc.NavItem(dbc.NavLink("Sessions", href="/sessions", id="nav-sessions",
+                                         active="partial"))], navbar=True, className="me-auto"),
+        html.Span(id="redis-status", children="connecting…", className="me-3 small"),
+        dbc.Switch(id="theme-switch", label="Dark", value=False, persistence=True,
+                   persistence_type="local", className="mb-0"),
+    ]), color="body-tertiary", className="mb-2 border-bottom")
 
 
 def fmt_time(ts: float | None) -> str:
@@ -66,9 +70,10 @@ def _sentiment_color(value: float | None) -> str:
 
 
 def _table(header: Iterable[str], rows: list[list[Any]], table_id: str) -> html.Table:
-    head = html.Tr([html.Th(h, style=_CELL) for h in header])
-    body = [html.Tr([html.Td(cell, style=_CELL) for cell in row]) for row in rows]
-    return html.Table([html.Thead(head), html.Tbody(body)], id=table_id, style=_TABLE)
+    head = html.Tr([html.Th(h) for h in header])
+    body = [html.Tr([html.Td(cell) for cell in row]) for row in rows]
+    return html.Table([html.Thead(head), html.Tbody(body)], id=table_id,
+                      className="table table-sm table-hover data-table")
 
 
 def session_link(session_id: str) -> dcc.Link:
@@ -84,24 +89,18 @@ def cameras_table(cameras: list[CameraLive], alerts: Mapping[str, Any], now: flo
                                                       "fontWeight": "bold"}),
         cam.dominant or "—", cam.faces, cam.people,
         session_link(cam.session_id) if cam.session_id else "—",
-        _age(cam.last_seen, now),
+        fmt_age(cam.last_seen, now),
         "ALERT" if cam.camera_id in alerts or cam.alert else "",
     ] for cam in cameras]
     return _table(["camera", "sentiment", "dominant", "faces", "people", "session", "last seen",
                    "alert"], rows, "cameras")
 
 
-def _age(ts: float | None, now: float) -> str:
+def fmt_age(ts: float | None, now: float) -> str:
     if ts is None:
         return "—"
     age = max(0.0, now - ts)
     return f"{age:.0f} s ago" if age < 120 else fmt_time(ts)
-
-
-def people_total(cameras: list[CameraLive]) -> str:
-    active = [c for c in cameras if c.session_id]
-    return (f"People in view now: {sum(c.people for c in active)} · "
-            f"faces: {sum(c.faces for c in active)} · cameras: {len(cameras)}")
 
 
 def sessions_table(rows: list[SessionRow], table_id: str = "sessions") -> html.Div:
@@ -116,8 +115,9 @@ def sessions_table(rows: list[SessionRow], table_id: str = "sessions") -> html.D
 
 
 def alerts_banner(alerts: Mapping[str, Mapping[str, Any]]) -> list:
-    return [html.Div(f"Alert on {camera}: {describe_alert(alert)}", className="alert-banner",
-                     style=_ALERT) for camera, alert in sorted(alerts.items())]
+    return [html.Div(f"Alert on {camera}: {describe_alert(alert)}", role="alert",
+                     className="alert-banner alert alert-danger py-2 mb-2")
+            for camera, alert in sorted(alerts.items())]
 
 
 def describe_alert(alert: Mapping[str, Any]) -> str:
@@ -158,7 +158,6 @@ def session_alerts(alerts: list[Mapping[str, Any]]) -> html.Div:
 
 def status_line(ok: bool, now: float | None = None) -> html.Span:
     if not ok:
-        return html.Span("Redis unreachable", id="redis-down",
-                         style={"color": "#c62828", "fontWeight": "bold"})
+        return html.Span("Redis unreachable", id="redis-down", className="text-danger fw-bold")
     stamp = time.strftime("%H:%M:%S", time.gmtime(now or time.time()))
-    return html.Span(f"live · updated {stamp} UTC", style={"color": "#1a7f37"})
+    return html.Span(f"live · updated {stamp} UTC", className="text-success")

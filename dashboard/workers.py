@@ -77,7 +77,8 @@ def register(app: Dash, data: DashboardData) -> None:
     @app.callback(Output("workers-status", "children"), Input("tick", "n_intervals"))
     def workers_status(_n):
         try:
-            workers = read_workers(data.client, data.keys.workers)
+            # The shared reader: one HGETALL per refresh interval, whatever the viewers.
+            workers = data.shared("workers", lambda: read_workers(data.client, data.keys.workers))
         except redis.RedisError:
             raise PreventUpdate from None  # the header already says "Redis unreachable"
         return workers_line(workers)

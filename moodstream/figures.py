@@ -14,16 +14,23 @@ import plotly.graph_objects as go
 
 from moodstream.emotions import EMOTIONS
 
-# One colour per emotion everywhere, so a chart reads the same on every page.
+# One colour per emotion everywhere (dashboard pages and HTML reports), so a chart reads the
+# same on every page. Okabe & Ito's colour-blind-safe palette (distinguishable with
+# protanopia, deuteranopia and tritanopia), its yellow left out (too pale on white) and its
+# black replaced by a mid grey for neutral, which must read on the dark theme too.
+OKABE_ITO = {"orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73",
+             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00",
+             "reddish_purple": "#CC79A7", "grey": "#999999"}
 EMOTION_COLORS: Mapping[str, str] = {
-    "angry": "#d62728",
-    "disgust": "#8c564b",
-    "fear": "#9467bd",
-    "happy": "#2ca02c",
-    "neutral": "#7f7f7f",
-    "sad": "#1f77b4",
-    "surprise": "#ff7f0e",
+    "angry": OKABE_ITO["vermillion"],
+    "disgust": OKABE_ITO["reddish_purple"],
+    "fear": OKABE_ITO["sky_blue"],
+    "happy": OKABE_ITO["bluish_green"],
+    "neutral": OKABE_ITO["grey"],
+    "sad": OKABE_ITO["blue"],
+    "surprise": OKABE_ITO["orange"],
 }
+THEMES = ("light", "dark")
 SENTIMENT_RANGE = (-1.05, 1.05)
 _MARGIN = dict(l=50, r=20, t=40, b=40)
 
@@ -38,45 +45,74 @@ def _times(values) -> np.ndarray:
     return np.array(values, dtype="datetime64[ms]")
 
 
-def _base_layout(fig: go.Figure, title: str, revision: str | None = None) -> go.Figure:
+def _template(theme: str) -> str:
+    return "plotly_dark" if theme == "dark" else "plotly_white"
+
+
+def _base_layout(fig: go.Figure, title: str, revision: str | None = None,
+                 theme: str = "light") -> go.Figure:
     # uirevision keeps the user's zoom and legend clicks across the periodic refresh.
-    fig.update_layout(title=title, template="plotly_white", margin=_MARGIN,
-                      uirevision=revision or title, legend=dict(orientation="h", y=-0.2))
+    # Transparent backgrounds: the chart takes the card's colour in either theme.
+    fig.update_layout(title=title, template=_template(theme), margin=_MARGIN,
+                      uirevision=revision or title, legend=dict(orientation="h", y=-0.2),
+                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
 
-def empty_figure(message: str, title: str = "") -> go.Figure:
+def empty_figure(message: str, title: str = "", theme: str = "light") -> go.Figure:
     """A blank chart that says why it is blank (no data yet, Redis unreachable, ...)."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                       yref="paper", font=dict(size=14, color="#666"))
+                       yref="paper", font=dict(size=14, color="#888"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return _base_layout(fig, title)
+    return _base_layout(fig, title, theme=theme)
+
+
+def sparkline(points: Sequence[tuple[Any, float | None]], theme: str = "light") -> go.Figure:
+    """A camera card's small sentiment line (x, sentiment in [-1, 1]): no axes, no legend,
+    a faint zero line; seconds without faces are gaps. Empty -> a blank that says so."""
+    if not any(y is not None for _x, y in points):
+        fig = empty_figure("no faces in the last 15 min", theme=theme)
+        fig.update_annotations(font_size=11)
+    else:
+        fig = go.Figure(go.Scatter(x=_times([p[0] for p in points]),
+                                   y=_floats([p[1] for p in points]), mode="lines",
+                                   connectgaps=False, name="sentiment",
+                                   line=dict(width=1.5, color=OKABE_ITO["blue"] if theme == "light"
+                                             else OKABE_ITO["sky_blue"]),
+                                   hovertemplate="%{x|%H:%M:%S} %{y:+.2f}<extra></extra>"))
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False, range=SENTIMENT_RANGE)
+        fig.add_hline(y=0, line_width=1, line_dash="dot", line_color="#888")
+        fig = _base_layout(fig, "", revision="spark", theme=theme)
+    fig.update_layout(margin=dict(l=2, r=2, t=2, b=2), height=70, showlegend=False)
+    return fig
 
 
 def sentiment_trend(series: Mapping[str, Sequence[tuple[Any, float | None]]],
-                    title: str = "Sentiment trend") -> go.Figure:
+                    title: str = "Sentiment trend", theme: str = "light") -> go.Figure:
     """One sentiment line per camera/session; series maps a label to (x, sentiment) points.
 
     A None sentiment (a second without faces) leaves a gap instead of a fake zero.
     """
     if not any(series.values()):
-        return empty_figure("no sentiment in this window yet", title)
+        return empty_figure("no sentiment in this window yet", title, theme)
     fig = go.Figure()
     for label, points in series.items():
         fig.add_trace(go.Scatter(x=_times([p[0] for p in points]),
                                  y=_floats([p[1] for p in points]),
                                  mode="lines", name=label, connectgaps=False))
     fig.update_yaxes(title="sentiment", range=SENTIMENT_RANGE, zeroline=True)
-    return _base_layout(fig, title, revision="trend")
+    return _base_layout(fig, title, revision="trend", theme=theme)
 
 
-def emotion_mix(mix: Mapping[str, Mapping[str, float]], title: str = "Emotion mix") -> go.Figure:
+def emotion_mix(mix: Mapping[str, Mapping[str, float]], title: str = "Emotion mix",
+                theme: str = "light") -> go.Figure:
     """Stacked horizontal bars: for each camera (or session) the share of each emotion."""
     rows = {name: shares for name, shares in mix.items() if sum(shares.values()) > 0}
     if not rows:
-        return empty_figure("no faces seen yet", title)
+        return empty_figure("no faces seen yet", title, theme)
     names = list(rows)
     fig = go.Figure()
     for emotion in EMOTIONS:
@@ -85,7 +121,7 @@ def emotion_mix(mix: Mapping[str, Mapping[str, float]], title: str = "Emotion mi
                              marker_color=EMOTION_COLORS[emotion]))
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="share of faces", range=[0, 1], tickformat=".0%")
-    return _base_layout(fig, title, revision="mix")
+    return _base_layout(fig, title, revision="mix", theme=theme)
 
 
 def _share(shares: Mapping[str, float], emotion: str) -> float:
@@ -137,9 +173,9 @@ def people_timeline(timeline: Sequence[Mapping[str, Any]],
     seconds = np.array([row["t"] for row in timeline])
     fig = go.Figure([
         go.Bar(x=seconds, y=_floats(row["faces"] for row in timeline), name="faces",
-               marker_color="#9ecae1"),
+               marker_color=OKABE_ITO["sky_blue"]),
         go.Scatter(x=seconds, y=_floats(row.get("people", 0) for row in timeline), name="people",
-                   mode="lines", line=dict(color="#08519c")),
+                   mode="lines", line=dict(color=OKABE_ITO["blue"])),
     ])
     fig.update_xaxes(title="seconds")
     fig.update_yaxes(title="count", rangemode="tozero")

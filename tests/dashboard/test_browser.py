@@ -74,7 +74,7 @@ def test_overview_shows_cameras_trend_mix_and_alert(browser, dashboard_url):
     assert sorted(mix[0]["y"]) == ["cam-a", "cam-b"]
     banner = text_of(browser, "#alerts-banner")
     assert "Alert on cam-a" in banner and "sess-a1" in banner
-    assert "People in view now: 5" in text_of(browser, "#people-total")
+    assert text_of(browser, "#kpi-people") == "5"  # test_pages checks every tile
     assert "sess-a1" in text_of(browser, "#active") and "sess-a0" not in text_of(browser, "#active")
     assert "live · updated" in text_of(browser, "#redis-status")
     # The 1-min window keeps only the last minute: fewer points than the 5-min one.

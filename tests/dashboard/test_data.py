@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -194,3 +195,59 @@ def test_extreme_timestamps_never_overflow_the_sessions_page(store, bad):
 def test_fmt_time_and_alert_lines_survive_extreme_timestamps(ts):
     assert fmt_time(ts) == "—"
     assert "since — UTC" in describe_alert({"opened_at": ts, "resolved_at": ts})
+
+
+def _commands(client: redis.Redis) -> int:
+    """Commands Redis has executed (INFO commandstats), INFO itself left out."""
+    return sum(stat["calls"] for name, stat in client.info("commandstats").items()
+               if name != "cmdstat_info")
+
+
+def _refresh(data: DashboardData, viewers: int) -> None:
+    """What each open page asks on one tick: header, overview and Workers line."""
+    def one_viewer():
+        data.live()
+        data.live().alerts
+        data.shared("workers", lambda: data.client.hgetall(data.keys.workers))
+
+    threads = [threading.Thread(target=one_viewer) for _ in range(viewers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_redis_commands_per_refresh_do_not_grow_with_viewers(store):
+    data, client, _ = store
+    _refresh(DashboardData(client, data.keys, clock=lambda: NOW), 1)  # loads the trend script
+    spent = {}
+    for viewers in (1, 10):
+        shared = DashboardData(client, data.keys, clock=lambda: NOW, cache_s=2.0)
+        before = _commands(client)
+        _refresh(shared, viewers)
+        spent[viewers] = _commands(client) - before
+    assert spent[1] == spent[10] > 0
+    # Without the shared reader every viewer reads for itself.
+    before = _commands(client)
+    _refresh(DashboardData(client, data.keys, clock=lambda: NOW), 10)
+    assert _commands(client) - before >= 10 * spent[1] // 2
+
+
+def test_the_shared_reader_reads_again_on_the_next_tick_and_never_caches_failures(store):
+    data, client, _ = store
+    now = [NOW]
+    shared = DashboardData(client, data.keys, clock=lambda: now[0], cache_s=2.0)
+    first = shared.live()
+    assert shared.live() is first and {c.camera_id for c in first.cameras} >= {"cam-a", "cam-b"}
+    now[0] += 2.0
+    assert shared.live() is not first
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise DataUnavailable("down")
+
+    for _ in range(2):
+        with pytest.raises(DataUnavailable):
+            shared.shared("flaky", failing)
+    assert len(calls) == 2

@@ -44,9 +44,7 @@ def test_session_link_quotes_the_id():
     assert layout.session_link("a:b").href == "/session/a%3Ab"
 
 
-def test_sessions_table_and_people_total():
+def test_sessions_table():
     rows = [SessionRow("s-1", "cam-a", "closed", 0.0, 60.0, 120, 100, 0.25)]
     assert "+0.25" in _texts(layout.sessions_table(rows))
     assert layout.sessions_table([]).id == "sessions-empty"
-    cams = [CameraLive("a", "s", 1.0, 0.1, 3, 2, "happy"), CameraLive("b", None, 1.0, None, 9, 9, None)]
-    assert layout.people_total(cams) == "People in view now: 2 · faces: 3 · cameras: 2"
