@@ -46,7 +46,7 @@ def _header() -> dbc.Navbar:
         html.Span(id="redis-status", children="connecting…", className="me-3 small"),
         dbc.Switch(id="theme-switch", label="Dark", value=False, persistence=True,
                    persistence_type="local", className="mb-0"),
-    ]), color="body-tertiary", className="mb-2 border-bottom")
+    ]), color="body-tertiary", dark=False, className="mb-2 border-bottom")
 
 
 def fmt_time(ts: float | None) -> str:

@@ -16,6 +16,7 @@ from moodstream import figures
 from moodstream.reports import ReportError, SessionNotFound, render
 
 log = logging.getLogger(__name__)
+_BUTTON = "btn btn-outline-secondary btn-sm"
 DOWNLOADS = {"download-csv": ("csv", "text/csv"), "download-json": ("json", "application/json"),
              "download-html": ("html", "text/html")}
 
@@ -25,9 +26,9 @@ def layout(session_id: str | None = None, **_kwargs) -> html.Div:
         dcc.Store(id="session-rendered"),
         html.H3(id="session-title"),
         html.Div(className="downloads", style={"display": "flex", "gap": "0.5em"}, children=[
-            html.Button("Download CSV", id="download-csv"),
-            html.Button("Download JSON", id="download-json"),
-            html.Button("Download HTML report", id="download-html"),
+            html.Button("Download CSV", id="download-csv", className=_BUTTON),
+            html.Button("Download JSON", id="download-json", className=_BUTTON),
+            html.Button("Download HTML report", id="download-html", className=_BUTTON),
         ]),
         html.Div(id="session-summary"),
         dcc.Graph(id="session-sentiment", config=GRAPH_CONFIG),

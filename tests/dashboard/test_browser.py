@@ -175,8 +175,15 @@ def test_redis_going_away_shows_status_instead_of_crashing(browser, filled_redis
             browser.get(url + "/")
             wait_until(browser, lambda d: "live · updated" in text_of(d, "#redis-status"),
                        "live status")
+            # An empty Redis: the empty state, and tiles that say zero rather than loading.
+            wait_until(browser, lambda d: "No camera has reported yet" in text_of(d, "#no-cameras"),
+                       "empty state")
+            assert text_of(browser, "#kpi-people") == "0" and text_of(browser, "#kpi-index") == "—"
             doomed.stop()
             wait_until(browser, lambda d: "Redis unreachable" in text_of(d, "#redis-status"),
                        "Redis unreachable status")
+            wait_until(browser, lambda d: "Redis unreachable" in text_of(d, "#overview-unreachable"),
+                       "the overview says so too")
+            assert text_of(browser, "#kpi-people") == "0"  # the last values stay
             assert proc.poll() is None  # still serving
             assert_console_clean(browser)  # callbacks answer normally while Redis is down

@@ -1,4 +1,4 @@
-"""Every page in headless Chromium at 1366×768 and 1920×1080 against a real Redis filled by
+"""Every page in headless Chromium at 1366×768, 1920×1080 and tablet size, against a real Redis filled by
 the aggregator's own apply code: the KPI tiles equal what the seeded Redis holds, no console
 errors (under the CSP), and a screenshot of each page kept as a test artefact.
 
@@ -23,7 +23,8 @@ from tests.dashboard.redis_fill import Filler
 from tests.dashboard.test_browser import assert_console_clean, plot_data, text_of, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
-VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080)}
+# The two desktop sizes the issue names, and a tablet held upright (iPad Air).
+VIEWPORTS = {"1366x768": (1366, 768), "1920x1080": (1920, 1080), "tablet-820x1180": (820, 1180)}
 ARTIFACTS = Path(os.environ.get("MOODSTREAM_TEST_ARTIFACTS", REPO / ".cache" / "test-artifacts")) \
     / "dashboard"
 LIVE_S, INDEX_S, FACES_S = 120, 300, 60  # as dashboard.kpis defines them
@@ -116,9 +117,11 @@ def test_overview_kpis_cards_and_themes(browser, seeded):
         ".map(el => el._fullData ? el._fullData[0].y.length : 0)")
     assert sorted(sparks) == [60, 120]  # every second of each session, within 15 min
     wait_until(browser, lambda d: len(plot_data(d, "trend-graph")) == 2, "trend lines")
-    # No horizontal scrolling at this size.
+    # No horizontal scrolling at this size, and the navigation is readable.
     assert browser.execute_script("return document.documentElement.scrollWidth") <= \
         VIEWPORTS[size][0]
+    assert text_of(browser, "#nav-sessions") == "Sessions" and browser.find_element(
+        "id", "nav-sessions").is_displayed()
     screenshot(browser, f"overview-{size}")
     browser.execute_script("document.querySelector('#theme-switch').click()")
     wait_until(browser, lambda d: d.execute_script(
