@@ -8,7 +8,6 @@ from the full-resolution frame.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -87,7 +86,8 @@ def _rescale(boxes: list[FaceBox], scale: float, min_face: int) -> list[FaceBox]
 
 
 class YuNetDetector:
-    """libfacedetection's YuNet (the `yuface` wheel, weights built in)."""
+    """libfacedetection's YuNet (the library from the `yuface` wheel, weights built in),
+    called through detector.yunet: the wheel's own binding leaks memory on every call."""
 
     name = "yunet"
     geometry = CropGeometry(box_w_frac=0.81, box_h_frac=1.03)
@@ -96,18 +96,21 @@ class YuNetDetector:
         # yuface's bundled OpenMP spin-waits: with 2 threads on a busy 2-core host it ran
         # 5x slower than with one (527 vs 96 ms per 640x360 frame). Read once, at load.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        import yuface  # imported here so the Haar backend works without it
-        self._detect = yuface.detect
+        from detector.yunet import YuNet, YuNetError  # here, so Haar works without yuface
+        try:
+            self._yunet = YuNet()
+        except YuNetError as exc:
+            raise DetectorError(str(exc)) from None
         self.confidence, self.min_face, self.downscale = confidence, min_face, downscale
 
     def detect(self, bgr: np.ndarray, width: int | None = None) -> list[FaceBox]:
         small, scale = _shrink(bgr, self.downscale if width is None else width)
-        with warnings.catch_warnings():
-            # yuface warns above 960 px; a user who raised --downscale asked for that.
-            warnings.simplefilter("ignore")
-            confs, boxes, _ = self._detect(np.ascontiguousarray(small), self.confidence)
+        if small.ndim == 2:
+            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        rows = self._yunet.detect(small)
+        threshold = self.confidence * 100  # as yuface.detect compared (strictly greater)
         found = [FaceBox(int(x), int(y), int(w), int(h), float(c) / 100.0)
-                 for c, (x, y, w, h) in zip(confs, boxes) if w > 0 and h > 0]
+                 for c, x, y, w, h in rows if c > threshold and w > 0 and h > 0]
         return _rescale(found, scale, self.min_face)
 
 
