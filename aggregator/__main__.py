@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 import threading
 
@@ -22,7 +21,7 @@ from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consume
                                 kafka_producer, redis_client)
 from moodstream.deadletter import DeadLetterSender
 from moodstream.redis_keys import RedisKeys
-from moodstream.lifecycle import stop_on_signals
+from moodstream.lifecycle import process_age_s, stop_on_signals
 from moodstream.logs import setup_logging
 from moodstream.settings import SettingsError, redact
 from moodstream.topics import Topics
@@ -122,16 +121,6 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
         if notifier is not None:
             notifier.close()
         r.close()
-
-
-def process_age_s() -> float | None:
-    """Seconds since this process started (interpreter start-up and imports included)."""
-    try:
-        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-            started = int(stat.read().rsplit(")", 1)[1].split()[19])
-            return float(uptime.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from detector.classifier import ModelError, resolve_serving  # noqa: E402
 from detector.faces import DetectorError  # noqa: E402
 from detector.settings import CPU_BATCH, GPU_BATCH, DetectorSettings  # noqa: E402
 from moodstream.clients import ServiceUnavailable  # noqa: E402
-from moodstream.lifecycle import stop_on_signals  # noqa: E402
+from moodstream.lifecycle import process_age_s, stop_on_signals  # noqa: E402
 from moodstream.logs import setup_logging  # noqa: E402
 from moodstream.settings import SettingsError  # noqa: E402
 
@@ -123,16 +123,6 @@ class PipelineLoader:
 
 def _secs(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f} s"
-
-
-def process_age_s() -> float | None:
-    """Seconds since this process started (interpreter start-up and imports included)."""
-    try:
-        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-            started = int(stat.read().rsplit(")", 1)[1].split()[19])
-            return float(uptime.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from moodstream.lifecycle import process_age_s
 from moodstream.clients import ServiceUnavailable
 from moodstream.embedded import EmbeddedServerError, free_port
 from moodstream.logs import setup_logging
@@ -184,10 +185,9 @@ def _log_first_detection(r, keys, session_ids: list[str], timeout_s: float) -> N
             try:
                 if any(float(n or 0) > 0 for sid in session_ids
                        for n in r.hmget(keys.totals(sid), "frames", "skipped_frames")):
-                    with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-                        started = int(stat.read().rsplit(")", 1)[1].split()[19])
-                        age = float(uptime.read().split()[0]) - started / os.sysconf("SC_CLK_TCK")
-                    log.info("first detection applied in Redis %.2f s after launch", age)
+                    age = process_age_s()
+                    if age is not None:
+                        log.info("first detection applied in Redis %.2f s after launch", age)
                     return
             except Exception:  # noqa: BLE001 - Redis restarting, or no /proc: only a log line
                 pass
