@@ -142,7 +142,6 @@ def _keras_runner(path: Path, size: int, jit: bool = False):
     import keras
     import tensorflow as tf
 
-    import moodstream.model_layers  # noqa: F401  registers the model's custom layers
     for gpu in tf.config.list_physical_devices("GPU"):
         # Share the card with other processes instead of grabbing all of its memory.
         tf.config.experimental.set_memory_growth(gpu, True)

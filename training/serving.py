@@ -176,7 +176,6 @@ def load_keras(path: str | Path):
     """Load a .keras / .h5 model for inference (no optimizer, no compile)."""
     import keras
 
-    import moodstream.model_layers  # noqa: F401  (registers moodstream's custom layers)
     path = Path(path)
     if not path.exists():
         raise ServingError(f"model not found: {path}")
