@@ -13,9 +13,12 @@ Per session ``S`` of camera ``C``::
                                        started_at, ended_at, last_seen, expected_frames,
                                        end_reason, updated_at (aggregator wall clock of
                                        the last write; drives the idle timeout), valence
-                                       (JSON weights the sentiment sums were made with)
+                                       (JSON weights the sentiment sums were made with),
+                                       stale_frames (live frames the detector skipped for
+                                       being older than its --max-lag-s)
     {p}:session:S:totals         HASH  frames (analysed), skipped_frames (the detector
-                                       dead-lettered them: handled, no faces),
+                                       dead-lettered or skipped them as stale: handled,
+                                       no faces),
                                        frames_with_faces, faces, excluded_faces,
                                        sentiment_sum, p:<emotion> (probability sums)
     {p}:session:S:buckets        HASH  per-second buckets, field "<t>|<name>" with name in
