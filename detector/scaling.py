@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from detector.faces import FaceBox
+from detector.percamera import PerCamera
 
 # Smallest face side, in detection pixels, that the reduced passes aim for: 2x the size
 # where YuNet's recall starts to drop, so a face that shrinks or turns between two full
@@ -38,12 +39,12 @@ class DetectionScaler:
                  target_px: int = TARGET_FACE_PX, min_width: int = MIN_WIDTH):
         self.full_width = full_width  # the detector's downscale cap; 0 = the frame's width
         self.refresh_frames, self.target_px, self.min_width = refresh_frames, target_px, min_width
-        self._cameras: dict[str, _CameraState] = {}
+        self._cameras: PerCamera[_CameraState] = PerCamera(_CameraState)
 
     def width_for(self, camera_id: str, frame_width: int) -> int:
         """Detection width for this camera's next frame (the full width on a refresh)."""
         full = min(frame_width, self.full_width) if self.full_width > 0 else frame_width
-        state = self._cameras.setdefault(camera_id, _CameraState())
+        state = self._cameras.get(camera_id)
         due = state.frames_since_full + 1 >= self.refresh_frames
         if self.refresh_frames <= 1 or due or not state.smallest_face:
             state.frames_since_full = 0
@@ -54,5 +55,5 @@ class DetectionScaler:
 
     def observe(self, camera_id: str, boxes: list[FaceBox]) -> None:
         """The faces found on the frame just detected (full-resolution pixels)."""
-        state = self._cameras.setdefault(camera_id, _CameraState())
+        state = self._cameras.get(camera_id)
         state.smallest_face = min((min(b.w, b.h) for b in boxes), default=0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.faces import FaceBox
+from detector.percamera import PerCamera
 
 
 def iou(a: FaceBox, b: FaceBox) -> float:
@@ -151,11 +152,8 @@ class Trackers:
                  ids: TrackIds | None = None):
         self.min_iou, self.max_age_s, self.alpha = min_iou, max_age_s, alpha
         self.ids = ids or TrackIds()
-        self._cameras: dict[str, CameraTracker] = {}
+        self._cameras: PerCamera[CameraTracker] = PerCamera(
+            lambda: CameraTracker(self.min_iou, self.max_age_s, ids=self.ids))
 
     def for_camera(self, camera_id: str) -> CameraTracker:
-        tracker = self._cameras.get(camera_id)
-        if tracker is None:
-            tracker = self._cameras[camera_id] = CameraTracker(self.min_iou, self.max_age_s,
-                                                               ids=self.ids)
-        return tracker
+        return self._cameras.get(camera_id)

@@ -18,7 +18,8 @@ def test_warm_up_runs_each_stage_and_leaves_no_camera_state(yunet, emotion_model
     calls = emotion_model.calls
     seconds = pipeline.warm_up()
     assert seconds > 0
-    assert trackers._cameras == {} and vars(scaler) == vars(DetectionScaler(640, 8))
+    assert len(trackers._cameras) == 0 and len(scaler._cameras) == 0
+    assert (scaler.full_width, scaler.refresh_frames) == (640, 8)
     assert emotion_model.calls == calls  # warm-up calls are not counted as real ones
     # The first real frame after it goes through as usual.
     frame = clip_frames("single_face_smile.mp4", 12)[0]
