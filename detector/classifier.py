@@ -97,8 +97,10 @@ class EmotionModel:
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         self.calls += 1
-        probs = self._run(np.asarray(crops, np.float32))
-        return np.asarray(probs, np.float32)[:, self._order]
+        probs = np.asarray(self._run(np.asarray(crops, np.float32)), np.float32)[:, self._order]
+        # An int8 model's dequantised softmax sums to 1 only within ~0.01: renormalise, since
+        # sentiment is an expectation over these and reports sum them per emotion.
+        return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-6)
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Trace / allocate before the first real frame so it is not slow."""

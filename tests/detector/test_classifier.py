@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,13 @@ def test_corrupt_keras_file_is_a_model_error(tmp_path):
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="cannot load model"):
         EmotionModel(tmp_path / "bad.keras")
+
+
+def test_served_probabilities_sum_to_one_exactly():
+    import numpy as np
+    from detector.classifier import EmotionModel
+    model = EmotionModel(Path(__file__).resolve().parents[2] / "models" / "emotion.card.json")
+    faces = np.random.default_rng(3).uniform(0, 255, (33, 48, 48, 1)).astype(np.float32)
+    probs = model.predict(faces)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (probs >= 0).all()
