@@ -26,6 +26,7 @@ from moodstream.topics import Topics
 from tests.conftest import REPO
 from tests.detector.conftest import clip_frames, jpeg
 from tests.detector.test_service import publish_frames, read_topic
+from tests.moodstream.proc_utils import stop
 
 NOW = time.time()
 
@@ -139,16 +140,6 @@ def wait_for(predicate, timeout_s: float, what: str, procs, logs) -> None:
             pytest.fail(f"a service exited early: {[p.read_text()[-1500:] for p in logs]}")
         time.sleep(0.05)
     pytest.fail(f"timed out waiting for {what}: {[p.read_text()[-1500:] for p in logs]}")
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        return proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait(5)
 
 
 @pytest.mark.integration

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+
+def stop(proc: subprocess.Popen) -> int:
+    """SIGTERM a service process and return its exit code; SIGKILL it if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
 
 
 def processes_with_marker(marker: str) -> list[int]:

@@ -34,6 +34,7 @@ from tests.aggregator.conftest import detection
 from tests.conftest import REPO, VIDEOS, require
 from tests.detector.conftest import clip_frames
 from tests.detector.test_service import publish_frames, read_topic
+from tests.moodstream.proc_utils import stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,16 +87,6 @@ def run(module: str, env: dict, log: Path, *args: str, crash_on_commit: int = 0)
     env = dict(env, CRASH_ON_COMMIT=str(crash_on_commit))
     with log.open("a") as out:
         return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=out)
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        return proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait(5)
 
 
 def wait_for(predicate, timeout_s: float, what: str, proc: subprocess.Popen, log: Path) -> None:
