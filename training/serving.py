@@ -90,9 +90,6 @@ class RunnerPredictor:
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 7), np.float32)
 
 
-TFLitePredictor = OnnxPredictor = RunnerPredictor
-
-
 class SavedModelPredictor:
     """A SavedModel directory written by `keras.Model.export` (its `serve` endpoint)."""
 

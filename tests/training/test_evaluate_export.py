@@ -13,7 +13,7 @@ import pytest
 from moodstream.emotions import EMOTIONS
 from tests.training.conftest import synthetic_faces, write_csv
 from training.__main__ import main
-from training.serving import TFLitePredictor, inference_model, load_keras, load_predictor
+from training.serving import RunnerPredictor, inference_model, load_keras, load_predictor
 
 pytestmark = pytest.mark.slow
 
@@ -132,5 +132,5 @@ def test_float32_tflite_matches_keras_exactly(exported, tmp_path):
     path = convert_tflite(_saved_model(inference_model(model), tmp_path / "sm"), tmp_path / "f.tflite",
                           "float32")
     faces = synthetic_faces(per_class=4, seed=8)[0]
-    np.testing.assert_allclose(TFLitePredictor(path).predict(faces),
+    np.testing.assert_allclose(RunnerPredictor(path).predict(faces),
                                load_predictor(out / "emotion.keras").predict(faces), atol=1e-4)
