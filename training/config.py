@@ -31,6 +31,9 @@ class TrainConfig:
     width: float = 1.0
     dropout: float = 0.3
     weights: str = "none"  # transfer models: imagenet | none | path
+    # A warm restart: a .keras checkpoint of the same architecture, or "run:<run_name>" for the
+    # best.keras of an earlier run in the runs folder.
+    init_from: str = ""
     augment: dict = field(default_factory=lambda: dict(DEFAULT_AUGMENT))
     # Labels (training.ferplus): fer2013 | ferplus_majority | ferplus_votes | mix
     label_mode: str = "fer2013"
@@ -44,6 +47,7 @@ class TrainConfig:
     batch_size: int = 64
     optimizer: str = "adam"  # adam | adamw
     weight_decay: float = 0.0
+    ema: float = 0.0  # momentum of an exponential moving average of the weights; 0 disables
     schedule: str = "stages"  # stages | cosine | plateau
     stages: list[list[float]] = field(default_factory=lambda: [[1e-3, 100], [1e-4, 30], [1e-5, 20]])
     lr: float = 1e-3  # cosine / plateau start
@@ -132,6 +136,13 @@ def build_config(file: str | None, overrides: list[str], **explicit: Any) -> Tra
         raise ConfigError("ferplus_train needs exactly one training folder in `data`")
     if not 0.0 <= cfg.fer_label_weight <= 1.0 or not 0.0 <= cfg.camera_corruption <= 1.0:
         raise ConfigError("fer_label_weight and camera_corruption must be within [0, 1]")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise ConfigError(f"ema={cfg.ema}: the EMA momentum must be within [0, 1)")
+    if cfg.init_from.startswith("run:"):
+        from training.cache import cache_root
+        cfg.init_from = str(cache_root() / "runs" / cfg.init_from[4:] / "best.keras")
+    if cfg.init_from and not Path(cfg.init_from).expanduser().is_file():
+        raise ConfigError(f"init_from: no checkpoint at {cfg.init_from}")
     if not cfg.run_dir:
         from training.cache import cache_root
         cfg.run_dir = str(cache_root() / "runs" / cfg.run_name)

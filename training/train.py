@@ -110,7 +110,9 @@ class FerPlusAccuracy(keras.callbacks.Callback):
 
 def build_callbacks(cfg: TrainConfig, run: Path,
                     extra: list[keras.callbacks.Callback] = ()) -> list[keras.callbacks.Callback]:
-    callbacks = [*extra,
+    # SwapEMAWeights goes first: the other callbacks then validate and save the averaged weights.
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []
+    callbacks = [*swap, *extra,
         keras.callbacks.ModelCheckpoint(run / "best.keras", monitor="val_accuracy", mode="max",
                                         save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max",
@@ -133,10 +135,11 @@ def compile_model(cfg: TrainConfig) -> keras.Model:
                      weights=cfg.weights, width=cfg.width, dropout=cfg.dropout)
     model = build_model(cfg.model, spec)
     lr = cfg.stages[0][0] if cfg.schedule == "stages" else cfg.lr
+    ema = dict(use_ema=cfg.ema > 0, ema_momentum=cfg.ema or 0.99)
     if cfg.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, **ema)
     else:
-        opt = keras.optimizers.Adam(lr)
+        opt = keras.optimizers.Adam(lr, **ema)
     model.compile(optimizer=opt,
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                   metrics=["accuracy"], jit_compile=cfg.jit_compile)
@@ -163,6 +166,9 @@ def train(cfg: TrainConfig) -> Path:
     print(f"training in {run}; if it stops, resume with the same command "
           f"(python -m training train ... --run-dir {run})", flush=True)
     model = compile_model(cfg)
+    if cfg.init_from:  # a warm restart; BackupAndRestore still wins when resuming this run
+        model.load_weights(Path(cfg.init_from).expanduser())
+        log.info("weights initialised from %s", cfg.init_from)
     y_val = keras.utils.to_categorical(val_set.y, len(EMOTIONS))
     weights = data_mod.class_weights(train_set.y) if cfg.balance == "class_weights" else None
     verbose = 1 if sys.stdout.isatty() else 2

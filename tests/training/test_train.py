@@ -53,6 +53,32 @@ def test_interrupted_run_resumes_from_backup(tiny_run, tmp_path, monkeypatch):
     assert epochs == [0, 1, 2]  # epoch 0 once: the second run resumed after it
 
 
+def test_warm_restart_with_ema_starts_from_the_checkpoint(tiny_run, tmp_path):
+    """init_from loads the checkpoint's weights; with ema the saved best.keras holds averaged weights."""
+    import numpy as np
+
+    import training.train as train_mod
+
+    start = tiny_run["run"] / "best.keras"
+    cfg = build_config(None, ["width=0.25", "batch_size=16", "jit_compile=false", "schedule=cosine",
+                              "epochs=1", "lr=0.0", "ema=0.9", f"init_from={start}"],
+                       data=[str(tiny_run["train"])], val=str(tiny_run["val"]),
+                       run_dir=str(tmp_path / "warm"))
+    run = train_mod.train(cfg)
+    before = keras.saving.load_model(start).get_layer("probs").get_weights()[0]
+    after = keras.saving.load_model(run / "best.keras").get_layer("probs").get_weights()[0]
+    # lr 0: the raw weights never move, so their average equals the checkpoint's weights
+    np.testing.assert_allclose(after, before, atol=1e-6)
+
+
+def test_config_rejects_a_bad_ema_or_missing_checkpoint(tmp_path):
+    from training.config import ConfigError
+    with pytest.raises(ConfigError, match="ema"):
+        build_config(None, ["ema=1.5"], data=["x"])
+    with pytest.raises(ConfigError, match="init_from"):
+        build_config(None, [f"init_from={tmp_path / 'none.keras'}"], data=["x"])
+
+
 def test_learning_rate_schedules():
     stages = build_config(None, ["stages=[[0.001, 2], [0.0001, 1]]"], data=["x"])
     assert [learning_rate_at(stages, e) for e in range(4)] == [0.001, 0.001, 0.0001, 0.0001]
