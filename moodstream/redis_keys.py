@@ -48,6 +48,16 @@ Per camera::
                                        when that frame reached Redis: capture->visible
                                        latency = applied_at - capture_ts)
     {p}:alerts:open              HASH  C -> alert JSON, for cameras with an open alert
+    {p}:camera:{cam:C}:alert_acks HASH alert id -> acknowledgement JSON {alert_id,
+                                       session_id, by, at, note}; written by the dashboard
+                                       (one per alert, a later one replaces it; note <=
+                                       500 chars), TTL refreshed on each acknowledgement
+    {p}:alert_thresholds         HASH  C -> JSON {threshold, resolve_threshold,
+                                       min_duration_s, updated_by, updated_at}: an admin's
+                                       per-camera alert thresholds (moodstream.
+                                       alert_thresholds); configuration, so no TTL. The
+                                       aggregator re-reads it every few seconds; a camera
+                                       without a valid entry keeps the aggregator's defaults
 
 Launcher (``moodstream demo`` / ``analyze``)::
 
@@ -148,6 +158,14 @@ class RedisKeys:
     # --- per camera ---
     def camera_live(self, camera_id: str) -> str:
         return f"{self.prefix}:camera:{camera_id}:live"
+
+    def alert_acks(self, camera_id: str) -> str:
+        """Acknowledgements of the camera's alerts ({cam:C}: a Redis Cluster hash tag)."""
+        return f"{self.prefix}:camera:{{cam:{camera_id}}}:alert_acks"
+
+    @property
+    def alert_thresholds(self) -> str:
+        return f"{self.prefix}:alert_thresholds"
 
 
 def bucket_field(second: int, name: str) -> str:
