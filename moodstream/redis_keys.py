@@ -119,7 +119,8 @@ class RedisKeys:
 
     # --- per session ---
     def _session(self, session_id: str, part: str) -> str:
-        return f"{self.prefix}:session:{session_id}:{part}"
+        # {sess:S}: every key of the session hashes to one Redis Cluster slot.
+        return f"{self.prefix}:session:{{sess:{session_id}}}:{part}"
 
     def meta(self, session_id: str) -> str:
         return self._session(session_id, "meta")
@@ -156,8 +157,12 @@ class RedisKeys:
                 self.alerts(session_id), self.bucket_track_ids(session_id)]
 
     # --- per camera ---
+    def _camera(self, camera_id: str, part: str) -> str:
+        # {cam:C}: every key of the camera hashes to one Redis Cluster slot.
+        return f"{self.prefix}:camera:{{cam:{camera_id}}}:{part}"
+
     def camera_live(self, camera_id: str) -> str:
-        return f"{self.prefix}:camera:{camera_id}:live"
+        return self._camera(camera_id, "live")
 
     def alert_acks(self, camera_id: str) -> str:
         """Acknowledgements of the camera's alerts ({cam:C}: a Redis Cluster hash tag)."""
