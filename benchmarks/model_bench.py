@@ -78,14 +78,15 @@ def throughput(predictor, faces: np.ndarray, batch: int, seconds: float) -> tupl
 
 def accuracy_row(name: str, predictor, data, votes: Path | None, size_bytes: int) -> dict:
     """Accuracy (plain and flip TTA), FER+ accuracy and ECE, corruption drops of one model."""
-    from training.evaluate import corruption_table, evaluate_arrays, ferplus_metrics, predict_probs
-    result = evaluate_arrays(predictor, data.x, data.y, tta=True)
+    from training.evaluate import corruption_table, evaluate_probs, ferplus_metrics, predict_views
+    plain_probs, mirrored = predict_views(predictor, data.x, tta=True)
+    result = evaluate_probs(data.y, plain_probs, mirrored)
     plain = result["accuracy_plain"]
     row = {"model": name, "val_accuracy": plain, "val_accuracy_tta": result["accuracy"],
            "n": result["n"], "size_bytes": size_bytes,
            "faces_per_s": {str(b): 0.0 for b in BATCHES}, "faces_per_cpu_s": {str(b): 0.0 for b in BATCHES}}
     if votes is not None and votes.is_file():
-        fp = ferplus_metrics(predict_probs(predictor, data.x), data.paths, votes)
+        fp = ferplus_metrics(plain_probs, data.paths, votes)
         row.update(ferplus_accuracy=fp["ferplus"]["accuracy"], ferplus_n=fp["ferplus"]["n"], ece=fp["ece"])
     row["corruptions"] = corruption_table(predictor, data.x, data.y, plain)
     row["corruption_worst_drop_pt"] = max(r["drop_pt"] for r in row["corruptions"])

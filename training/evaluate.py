@@ -49,17 +49,28 @@ def metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
             "confusion_matrix": matrix.astype(int).tolist(), "labels": list(EMOTIONS)}
 
 
-def evaluate_arrays(predictor: Predictor, x: np.ndarray, y: np.ndarray, tta: bool = False,
-                    batch_size: int = 64) -> dict:
-    """Metrics for one predictor on one dataset; with `tta` also the plain accuracy."""
+def predict_views(predictor: Predictor, x: np.ndarray, tta: bool = False,
+                  batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """Softmax outputs for the faces and, with `tta`, for their mirror images: each predicted once."""
     plain = predictor.predict(x, batch_size=batch_size)
-    if not tta:
+    mirrored = predictor.predict(x[:, :, ::-1, :], batch_size=batch_size) if tta else None
+    return plain, mirrored
+
+
+def evaluate_probs(y: np.ndarray, plain: np.ndarray, mirrored: np.ndarray | None = None) -> dict:
+    """Metrics from precomputed outputs; with mirrored outputs, flip TTA plus the plain accuracy."""
+    if mirrored is None:
         return {**metrics(y, plain), "tta": False}
-    mirrored = predictor.predict(x[:, :, ::-1, :], batch_size=batch_size)
     result = metrics(y, (plain + mirrored) / 2.0)
     result["tta"] = True
     result["accuracy_plain"] = metrics(y, plain)["accuracy"]
     return result
+
+
+def evaluate_arrays(predictor: Predictor, x: np.ndarray, y: np.ndarray, tta: bool = False,
+                    batch_size: int = 64) -> dict:
+    """Metrics for one predictor on one dataset; with `tta` also the plain accuracy."""
+    return evaluate_probs(y, *predict_views(predictor, x, tta, batch_size))
 
 
 ECE_BINS = 15
@@ -128,11 +139,12 @@ def evaluate(model: str | Path, data: str | Path, usage: str | None = None, tta:
     predictor = load_predictor(model)
     size, channels = predictor.input_shape[0], predictor.input_shape[2]
     dataset = data_mod.read_dataset(data, usage, size, channels)
-    result = evaluate_arrays(predictor, dataset.x, dataset.y, tta=tta, batch_size=batch_size)
+    plain, mirrored = predict_views(predictor, dataset.x, tta, batch_size)
+    result = evaluate_probs(dataset.y, plain, mirrored)
     result.update(model=str(model), data=str(data), usage=usage, skipped=dataset.skipped,
                   data_fingerprint=dataset.fingerprint())
     if ferplus:
-        probs = predict_probs(predictor, dataset.x, tta=tta, batch_size=batch_size)
+        probs = plain if mirrored is None else (plain + mirrored) / 2.0
         result.update(ferplus_metrics(probs, dataset.paths, ferplus))
     if corruptions:
         result["corruptions"] = corruption_table(predictor, dataset.x, dataset.y, result["accuracy"],

@@ -24,7 +24,8 @@ import numpy as np
 from moodstream.emotions import EMOTIONS
 from training import data as data_mod
 from training.legacy_h5 import save_legacy_h5
-from training.evaluate import corruption_table, evaluate_arrays, ferplus_metrics, predict_probs
+from training.evaluate import (corruption_table, evaluate_arrays, evaluate_probs, ferplus_metrics,
+                               predict_views)
 from training.serving import (KerasPredictor, RunnerPredictor, ServingError, inference_model,
                               load_keras)
 
@@ -223,12 +224,11 @@ def _load_eval_sets(meta: dict, val_source: str | None, calib_source: str | None
     return val, calibration
 
 
-def quality_metrics(predictor, val: data_mod.Dataset, plain: dict, votes_csv: str | None) -> dict:
+def quality_metrics(predictor, val: data_mod.Dataset, plain: dict, votes_csv: str | None,
+                    plain_probs: np.ndarray, tta_probs: np.ndarray) -> dict:
     """FER+ accuracy and ECE (plain and with flip TTA) and the camera-corruption table."""
     out: dict = {}
     if votes_csv and val.paths is not None:
-        plain_probs = predict_probs(predictor, val.x)
-        tta_probs = predict_probs(predictor, val.x, tta=True)
         out.update(ferplus_metrics(plain_probs, val.paths, votes_csv))
         tta_fp = ferplus_metrics(tta_probs, val.paths, votes_csv)
         out["ferplus_tta"], out["ece_tta"] = tta_fp["ferplus"], tta_fp["ece"]
@@ -328,10 +328,11 @@ def export(run: str | None = None, model: str | None = None, out: str | Path = "
         final, gpu = _stage_serving(chosen, candidates, stage, name)
         predictor = (KerasPredictor(net, jit=chosen.variant == "xla") if chosen.format == "keras"
                      else RunnerPredictor(final))
-        plain = evaluate_arrays(predictor, val_set.x, val_set.y)
-        tta = evaluate_arrays(predictor, val_set.x, val_set.y, tta=True)
+        plain_probs, mirrored = predict_views(predictor, val_set.x, tta=True)
+        plain, tta = evaluate_probs(val_set.y, plain_probs), evaluate_probs(val_set.y, plain_probs, mirrored)
         val_source = val or meta.get("config", {}).get("val", "")
-        quality = quality_metrics(predictor, val_set, plain, votes_csv)
+        quality = quality_metrics(predictor, val_set, plain, votes_csv, plain_probs,
+                                  (plain_probs + mirrored) / 2.0)
         card = write_card(stage, name, chosen, candidates, tta, plain, meta, shape, str(val_source),
                           h5 is not None, quality, gpu)
         for staged in sorted(stage.iterdir(), key=lambda p: p == card):  # the card goes last
