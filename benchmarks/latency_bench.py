@@ -172,7 +172,7 @@ def _camera_file(path: Path, sources: list[tuple[str, str]], fps: float, max_wid
     # JSON is YAML: ingest reads it as a camera file.
     path.write_text(json.dumps({
         "defaults": {"fps": fps, "mode": "realtime", "loop": True, "max_width": max_width,
-                     "session": {"every_s": 0}},
+                     "session": {"every_s": 0}, "purpose": "latency benchmark"},
         "cameras": [{"id": cam, "url": url} for cam, url in sources]}, indent=1))
     return path
 

@@ -157,3 +157,7 @@ class Trackers:
 
     def for_camera(self, camera_id: str) -> CameraTracker:
         return self._cameras.get(camera_id)
+
+    def fresh(self) -> CameraTracker:
+        """A tracker with no tracks (for a still image), drawing from the same ids."""
+        return CameraTracker(self.min_iou, self.max_age_s, ids=self.ids)

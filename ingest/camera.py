@@ -111,7 +111,7 @@ class CameraWorker:
         session = self.sessions.current
         headers = FrameHeaders(self.camera.id, session.id, self._seq, frame.capture_ts,
                                round(frame.media_s - session.start_media_s, 6), width, height,
-                               run_id=self.run_id, live=self.live)
+                               run_id=self.run_id, live=self.live, still=frame.still)
         if self.publisher.publish_frame(headers, jpeg, self.queue.policy):
             self._seq += 1
             self._submitted += 1
@@ -121,7 +121,8 @@ class CameraWorker:
         log.info("camera %s: session %s started", self.camera.id, session.id)
         self.publisher.publish_control(ControlEvent(
             type="session_start", camera_id=self.camera.id, session_id=session.id,
-            ts=session.started_at, source=redact(self.camera.url)))
+            ts=session.started_at, source=redact(self.camera.url),
+            purpose=self.camera.purpose, notice=self.camera.notice))
 
     def _end_session(self, reason: str) -> None:
         session = self.sessions.finish()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from moodstream.schemas import valid_id
+from moodstream.schemas import MAX_PURPOSE_CHARS, valid_id
 from moodstream.camera_file import read_camera_file
 from moodstream.settings import ServiceSettings, SettingsError, service_config
+from moodstream.stills import is_still_source
 
 
 class PacingMode(str, Enum):
@@ -21,6 +22,10 @@ class PacingMode(str, Enum):
 
 
 HOURLY_S = 3600.0
+# The purpose of a camera given by --source, when MOODSTREAM_INGEST_PURPOSE does not say:
+# a recording or a photo is analysed for the one who asked; a live camera must say why.
+FILE_PURPOSE, STILLS_PURPOSE = "recorded video analysis", "still image analysis"
+PURPOSE_EXAMPLE = 'e.g. purpose: "customer sentiment, store entrance"'
 
 
 class SessionPolicy(BaseModel):
@@ -64,6 +69,11 @@ class CameraConfig(BaseModel):
     # ROI polygons belong to the detector's camera config; ingest only checks their shape.
     roi: list[list[tuple[float, float]]] = Field(default_factory=list)
     enabled: bool = True
+    # Why this camera is analysed, and whether signage tells the people in view (privacy:
+    # docs/PRIVACY.md). Both travel with each session start to the dashboard. A camera
+    # file must give a purpose (load_camera_file); "" only for cameras built in code.
+    purpose: str = Field("", max_length=MAX_PURPOSE_CHARS)
+    notice: bool = False
 
     @field_validator("id")
     @classmethod
@@ -71,6 +81,18 @@ class CameraConfig(BaseModel):
         if not valid_id(value):
             raise ValueError("use letters, digits, _ . : - (max 128)")
         return value
+
+    @field_validator("purpose", mode="before")
+    @classmethod
+    def _null_is_none_given(cls, value):
+        return "" if value is None else value  # `purpose:` left empty in YAML
+
+    @field_validator("purpose")
+    @classmethod
+    def _one_line(cls, value):
+        if not value.isprintable():
+            raise ValueError("use printable text on one line")
+        return value.strip()
 
     @field_validator("roi")
     @classmethod
@@ -89,6 +111,9 @@ class IngestSettings(ServiceSettings):
     source: str | None = Field(None)
     camera_id: str = Field("cam1")
     session_id: str | None = Field(None)
+    # Purpose and notice of the --source camera (a camera file gives its own per camera).
+    purpose: str | None = Field(None, max_length=MAX_PURPOSE_CHARS)
+    notice: bool = Field(False)
     fps: float = Field(5.0, ge=0)
     mode: PacingMode = Field(PacingMode.REALTIME)
     loop: bool = Field(False)
@@ -129,9 +154,21 @@ class IngestSettings(ServiceSettings):
         if not self.source:
             raise SettingsError("nothing to ingest: give --source or --config")
         return [_build_camera(self._camera_defaults() | {
-            "id": self.camera_id, "url": self.source,
+            "id": self.camera_id, "url": self.source, "purpose": self._source_purpose(),
+            "notice": self.notice,
             "session": {"id": self.session_id, "gap_s": self.session_gap_s,
                         "every_s": self.session_every_s}}, "--camera-id/--source")]
+
+    def _source_purpose(self) -> str:
+        if self.purpose and self.purpose.strip():
+            return self.purpose
+        if is_still_source(self.source):
+            return STILLS_PURPOSE
+        if not (self.source.isdigit() or "://" in self.source):
+            return FILE_PURPOSE
+        raise SettingsError(f"camera {self.camera_id} has no purpose: set "
+                            "MOODSTREAM_INGEST_PURPOSE to why it is analysed, "
+                            "or list it in a camera file with a `purpose`")
 
     def _camera_defaults(self) -> dict:
         return {"fps": self.fps, "mode": self.mode, "loop": self.loop,
@@ -151,7 +188,11 @@ def load_camera_file(path: Path, settings: IngestSettings) -> list[CameraConfig]
         if not isinstance(raw, dict):
             raise SettingsError(f"{path}: cameras[{index}] is not a table")
         merged = _merge(_merge(settings._camera_defaults(), defaults), raw)
-        built.append(_build_camera(merged, f"{path}: cameras[{index}]"))
+        camera = _build_camera(merged, f"{path}: cameras[{index}]")
+        if not camera.purpose:
+            raise SettingsError(f"{path}: cameras[{index}] ({camera.id}): purpose is required: "
+                                f"say why this camera is analysed, {PURPOSE_EXAMPLE}")
+        built.append(camera)
     ids = [camera.id for camera in built]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -11,7 +11,7 @@ from ingest.camera import CameraWorker
 from ingest.config import CameraConfig, IngestSettings
 from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.publisher import Publisher
-from ingest.source import ReaderTuning, SourceState, StatusEvent, check_file
+from ingest.source import ReaderTuning, SourceState, StatusEvent, check_file, is_live
 from moodstream.clients import ensure_topics
 from moodstream.settings import SettingsError
 from moodstream.topics import Topics
@@ -47,6 +47,15 @@ def usable_cameras(cameras: list[CameraConfig], metrics: IngestMetrics) -> list[
     return usable
 
 
+def warn_missing_notices(cameras: list[CameraConfig]) -> None:
+    """One warning per live camera whose file says no notice (signage) is posted: people
+    in view must be told (docs/PRIVACY.md). A recording's notice was the recording's."""
+    for camera in cameras:
+        if not camera.notice and is_live(camera.url):
+            log.warning("camera %s: notice is false: post a notice where it films before "
+                        "analysing people (purpose: %s)", camera.id, camera.purpose or "not set")
+
+
 class IngestService:
     def __init__(self, settings: IngestSettings, cameras: list[CameraConfig], producer,
                  metrics: IngestMetrics | None = None, stop: threading.Event | None = None):
@@ -67,6 +76,7 @@ class IngestService:
         """Run until every camera has ended or failed, or until stop; returns the exit code."""
         self._start_metrics()
         log.info("ingest run %s: %d camera(s)", self.run_id, len(self.workers))
+        warn_missing_notices(self.cameras)
         try:
             for worker in self.workers:
                 worker.start()

@@ -2,7 +2,9 @@
 
 connecting -> streaming -> (lost/stalled) reconnecting -> streaming ... -> ended | failed.
 Live sources reconnect with capped exponential backoff and jitter; files end (or loop),
-and so does an HLS playlist that says it is complete (a VOD).
+and so does an HLS playlist that says it is complete (a VOD). A still source (an image, or
+a folder of them: moodstream.stills) hands on one frame per readable image, one second of
+session time apart, and ends.
 The reader samples and paces frames and hands them to a bounded FrameQueue; it always
 closes the queue with a sentinel, whatever happens.
 """
@@ -26,6 +28,7 @@ from ingest import hls
 from ingest.config import CameraConfig, PacingMode
 from ingest.sampling import DropPolicy, FrameQueue, FrameSampler, RealtimePacer
 from moodstream.settings import redact
+from moodstream.stills import STILL_SPACING_S, StillError, is_still_source, read_still, still_paths
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ class RawFrame:
     media_s: float
     capture_ts: float
     index: int
+    still: bool = False  # an independent image: nothing carries over from the last frame
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ def check_file(url: str) -> str | None:
             capture.release()
     if is_live(url):
         return None
+    if is_still_source(url):
+        return _check_stills(url)
     path = Path(url)
     if not path.is_file():
         return f"video file not found: {url}"
@@ -96,6 +102,15 @@ def check_file(url: str) -> str | None:
             return f"cannot read video file {url} (not a video, or an unsupported codec)"
     finally:
         capture.release()
+    return None
+
+
+def _check_stills(url: str) -> str | None:
+    path = Path(url)
+    if not path.exists():
+        return f"image not found: {url}"
+    if path.is_dir() and not still_paths(path):
+        return f"no .jpg, .jpeg, .png or .webp image in folder {url}"
     return None
 
 
@@ -140,6 +155,7 @@ class FrameReader(threading.Thread):
         super().__init__(name=f"reader-{camera.id}", daemon=True)
         self.camera, self.out, self.stop, self.tuning = camera, out, stop, tuning
         self.live = is_live(camera.url)
+        self.still = is_still_source(camera.url)
         self.state: SourceState | None = None
         self.end_reason = "eof"
         self._on_status, self._on_read = on_status, on_read
@@ -161,7 +177,7 @@ class FrameReader(threading.Thread):
         return DropPolicy.DROP_OLDEST if is_live(camera.url) else DropPolicy.WAIT
 
     def _paced(self) -> bool:
-        return not self.live and self.camera.mode is PacingMode.REALTIME
+        return not self.live and not self.still and self.camera.mode is PacingMode.REALTIME
 
     def run(self) -> None:
         try:
@@ -175,6 +191,9 @@ class FrameReader(threading.Thread):
 
     def _run_states(self) -> None:
         self._set_state(SourceState.CONNECTING, redact(self.camera.url))
+        if self.still:
+            self._read_stills()
+            return
         while not self.stop.is_set():
             capture = open_capture(self.camera.url, self.tuning)
             try:
@@ -212,6 +231,31 @@ class FrameReader(threading.Thread):
         self._on_reconnect()
         self.stop.wait(delay)
         return True
+
+    def _read_stills(self) -> None:
+        """Each readable image once, as frame `index` s into the session; an unreadable
+        one is skipped with one line (its second stays empty, so indexes keep to files)."""
+        images = still_paths(self.camera.url)
+        self._set_state(SourceState.STREAMING, f"{len(images)} still image(s)")
+        unreadable = 0
+        for position, path in enumerate(images):
+            if self.stop.is_set():
+                self.end_reason = "shutdown"
+                self._set_state(SourceState.ENDED, "stopped")
+                return
+            self._on_read()
+            try:
+                image = read_still(path)
+            except StillError as exc:
+                unreadable += 1
+                log.warning("camera %s: skipped image %s: %s", self.camera.id, path.name, exc)
+                continue
+            self._hand_on(image, position * STILL_SPACING_S, time.time(), still=True)
+        if self._index == 0:
+            self.end_reason = "error"
+            self._set_state(SourceState.FAILED, f"no readable image in {redact(self.camera.url)}")
+            return
+        self._set_state(SourceState.ENDED, f"{self._index} image(s) read, {unreadable} unreadable")
 
     def _playlist_ended(self) -> bool:
         return hls.playlist_has_ended(self.camera.url, self.tuning.open_timeout_s)
@@ -286,11 +330,12 @@ class FrameReader(threading.Thread):
                 return source_ts
         return now
 
-    def _hand_on(self, image: np.ndarray, media_s: float, capture_ts: float) -> None:
+    def _hand_on(self, image: np.ndarray, media_s: float, capture_ts: float,
+                 still: bool = False) -> None:
         if self._pacer:
             self._pacer.wait_for(media_s)
             capture_ts = time.time()  # a paced file frame is "captured" when released
-        dropped = self.out.put(RawFrame(image, media_s, capture_ts, self._index))
+        dropped = self.out.put(RawFrame(image, media_s, capture_ts, self._index, still))
         self._index += 1
         if dropped:
             self._on_dropped(dropped)

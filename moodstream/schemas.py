@@ -47,6 +47,7 @@ PROB_SUM_TOLERANCE = 0.02
 MAX_SOURCE_CHARS = 1024  # a redacted URL or a path
 MAX_REASON_CHARS = 200  # control reason, skipped reason
 MAX_LABEL_CHARS = 128  # detector_id
+MAX_PURPOSE_CHARS = 200  # a camera's stated purpose (camera file), shown on the dashboard
 # DetectionMessage.skipped of a live frame the detector read too late to analyse.
 SKIPPED_STALE = "stale"
 
@@ -98,13 +99,17 @@ class FrameHeaders:
     # reads it late may skip it (SKIPPED_STALE). Files are never live. Header "live": "1"
     # when true, absent (or "0") when false; anything else is a MessageError.
     live: bool = False
+    # A still image (a photo, one of a folder of them): no continuity with the camera's
+    # previous frame, so the detector tracks and scales it on its own. Header "still": "1"
+    # when true, absent (or "0") when false.
+    still: bool = False
 
     def to_kafka(self) -> list[tuple[str, bytes]]:
         return [(k, str(v).encode()) for k, v in (
             ("camera_id", self.camera_id), ("session_id", self.session_id), ("seq", self.seq),
             ("capture_ts", repr(self.capture_ts)), ("offset_s", repr(self.offset_s)),
             ("width", self.width), ("height", self.height), ("run_id", self.run_id))
-        ] + ([("live", b"1")] if self.live else [])
+        ] + ([("live", b"1")] if self.live else []) + ([("still", b"1")] if self.still else [])
 
     @classmethod
     def from_kafka(cls, headers: list[tuple[str, bytes]] | None,
@@ -120,7 +125,8 @@ class FrameHeaders:
                       offset_s=float(h.get("offset_s", b"0")),
                       width=int(h.get("width", b"0")), height=int(h.get("height", b"0")),
                       run_id=check_id(h.get("run_id", b"0").decode(), "run_id"),
-                      live=_flag(h.get("live", b"0"), "live"))
+                      live=_flag(h.get("live", b"0"), "live"),
+                      still=_flag(h.get("still", b"0"), "still"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise MessageError(f"bad frame header: {exc}") from None
         out._check_bounds(now)
@@ -301,6 +307,17 @@ class ControlEvent(_SessionMessage):
     frames_published: int | None = Field(None, ge=0, le=MAX_SEQ + 1)
     # on session_end: eof, gap, schedule, shutdown, error
     reason: str = Field("", max_length=MAX_REASON_CHARS)
+    # on session_start: why the camera is analysed and whether signage is posted (camera
+    # file); the aggregator puts both in the camera's live hash for the dashboard.
+    purpose: str = Field("", max_length=MAX_PURPOSE_CHARS)
+    notice: bool | None = None
+
+    @field_validator("purpose")
+    @classmethod
+    def _printable(cls, value):
+        if not value.isprintable():
+            raise ValueError("purpose must be printable text on one line")
+        return value.strip()
 
     def check_clock(self, now: float | None = None) -> None:
         check_timestamp(self.ts, "ts", now)

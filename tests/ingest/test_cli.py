@@ -114,6 +114,7 @@ def test_config_file_one_bad_camera_does_not_stop_the_others(stack_env, kafka_se
 [defaults]
 mode = "fast"
 fps = 0
+purpose = "recorded video analysis"
 
 [[cameras]]
 id = "broken"
@@ -154,6 +155,7 @@ def test_metrics_port_in_use_is_one_line_exit_2(stack_env):
 
 def test_missing_webcam_is_one_line_exit_2():
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
+    env["MOODSTREAM_INGEST_PURPOSE"] = "help desk"  # a live camera must say why it is analysed
     result = run_ingest(env, "--source", "63")  # /dev/video63: no such device here
     assert result.returncode == 2
     assert_one_clean_line(result.stderr, "cannot open webcam 63")

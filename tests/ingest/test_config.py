@@ -8,10 +8,12 @@ from ingest.config import CameraConfig, IngestSettings, PacingMode, load_camera_
 from moodstream.settings import SettingsError
 
 YAML = """
-defaults: {fps: 2, jpeg_quality: 70}
+defaults: {fps: 2, jpeg_quality: 70, purpose: customer sentiment}
 cameras:
   - id: door
     url: rtsp://admin:secret@10.0.0.5/stream1
+    purpose: customer sentiment, store entrance
+    notice: true
     session: {gap_s: 10, every_s: 3600}
     roi: [[[0, 0], [100, 0], [100, 80]]]
   - id: desk
@@ -30,6 +32,7 @@ mode = "fast"
 [[cameras]]
 id = "clip"
 url = "video.mp4"
+purpose = "call quality review"
 loop = true
 session = { id = "call-42" }
 """
@@ -44,6 +47,7 @@ def test_cli_camera_takes_cli_values():
                         mode="fast", loop=True, max_width=320, jpeg_quality=50).cameras()
     assert camera == CameraConfig(id="till-3", url="a.mp4", fps=0, mode=PacingMode.FAST,
                                   loop=True, max_width=320, jpeg_quality=50,
+                                  purpose="recorded video analysis",
                                   session={"id": "s1", "gap_s": 30.0, "every_s": 3600})
 
 
@@ -53,6 +57,8 @@ def test_yaml_file_merges_defaults_and_skips_disabled(tmp_path):
     door, desk = settings(config=path).cameras()
     assert (door.id, door.fps, door.jpeg_quality, door.session.every_s) == ("door", 2, 70, 3600)
     assert door.roi == [[(0, 0), (100, 0), (100, 80)]]
+    assert (door.purpose, door.notice) == ("customer sentiment, store entrance", True)
+    assert (desk.purpose, desk.notice) == ("customer sentiment", False)  # from defaults
     assert (desk.url, desk.fps, desk.max_width) == ("0", 0, 640)  # webcam index as text
 
 
@@ -69,7 +75,10 @@ def test_toml_file(tmp_path):
     ("cameras: [{id: a, url: x, fps: -1}]", "cameras[0]: fps"),
     ("cameras: [{id: a, url: x, colour: red}]", "cameras[0]: colour"),
     ("cameras: [{id: a, url: x, roi: [[[0, 0], [1, 1]]]}]", "at least 3 points"),
-    ("cameras: [{id: a, url: x}, {id: a, url: y}]", "duplicate camera id(s): a"),
+    ("cameras: [{id: a, url: x, purpose: p}, {id: a, url: y, purpose: p}]",
+     "duplicate camera id(s): a"),
+    ("cameras: [{id: a, url: x, purpose: \"two\\nlines\"}]", "cameras[0]: purpose"),
+    ("cameras: [{id: a, url: x, purpose: p, notice: maybe}]", "cameras[0]: notice"),
     ("cameras: [{id: a, url: x", "is not valid"),
 ])
 def test_bad_yaml_is_one_line_settings_error(tmp_path, text, message):
@@ -78,6 +87,29 @@ def test_bad_yaml_is_one_line_settings_error(tmp_path, text, message):
     with pytest.raises(SettingsError) as err:
         settings(config=path).cameras()
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("camera", ["{id: door, url: rtsp://cam/1}",
+                                    "{id: door, url: rtsp://cam/1, purpose: '   '}",
+                                    "{id: door, url: rtsp://cam/1, purpose: null}"])
+def test_a_camera_without_purpose_is_refused(tmp_path, camera):
+    path = tmp_path / "cams.yaml"
+    path.write_text(f"cameras:\n  - {{id: ok, url: x.mp4, purpose: audit}}\n  - {camera}\n")
+    with pytest.raises(SettingsError) as err:
+        settings(config=path).cameras()
+    assert "cameras[1] (door): purpose is required" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_camera_purpose_defaults_by_source_kind(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    assert settings(source="a.mp4").cameras()[0].purpose == "recorded video analysis"
+    assert settings(source=str(tmp_path)).cameras()[0].purpose == "still image analysis"
+    assert settings(source=str(tmp_path / "a.png")).cameras()[0].purpose == "still image analysis"
+    [cam] = settings(source="rtsp://cam/1", purpose="queue at till 2", notice=True).cameras()
+    assert (cam.purpose, cam.notice) == ("queue at till 2", True)
+    with pytest.raises(SettingsError, match="camera cam1 has no purpose: set MOODSTREAM_INGEST_PURPOSE"):
+        settings(source="rtsp://cam/1").cameras()
 
 
 def test_missing_or_unknown_config_file(tmp_path):
@@ -106,6 +138,7 @@ def test_shipped_example_config_parses():
     assert (entrance.session.gap_s, entrance.session.every_s, len(entrance.roi)) == (30, 3600, 1)
     assert (desk.url, desk.fps, call.mode, call.session.id) == ("0", 10, PacingMode.FAST, "call-0042")
     assert call.session.every_s == 3600  # nested defaults merge, not replace
+    assert all(c.purpose for c in cameras) and entrance.notice and not call.notice
 
 
 def test_only_prefixed_environment_configures_ingest(monkeypatch):

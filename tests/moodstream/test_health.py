@@ -157,7 +157,8 @@ def test_aggregator_is_ready_once_redis_and_partitions_are_there(stack_env):
 def test_ingest_is_ready_while_a_camera_streams(stack_env):
     dead = f"http://127.0.0.1:{free_port()}/video"  # nothing listens: never streams
     proc, port = start(stack_env, "ingest", "--source", dead, "--camera-id", "dead",
-                       MOODSTREAM_INGEST_BACKOFF_INITIAL_S="0.2")
+                       MOODSTREAM_INGEST_BACKOFF_INITIAL_S="0.2",
+                       MOODSTREAM_INGEST_PURPOSE="health check test")
     try:
         status, body = wait_for(lambda: (lambda r: "dead" in r[1]["cameras"] and r)(
             get(port, "/healthz")), 60, "ingest /healthz", proc)
