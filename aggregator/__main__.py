@@ -16,6 +16,7 @@ from aggregator.metrics import AggregatorMetrics
 from aggregator.service import Aggregator, run_consumer
 from aggregator.settings import AggregatorSettings
 from aggregator.store import SessionStore
+from aggregator.thresholds import ThresholdRules
 from aggregator.webhook import WebhookNotifier
 from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consumer,
                                 kafka_producer, redis_client)
@@ -100,7 +101,9 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
         dead = DeadLetterSender(producer, topics.deadletter) if producer else None
         aggregator = Aggregator(
             store, topics, settings.idle_timeout_s, settings.end_grace_s,
-            AlertMonitor(alert_rule(settings)) if settings.alerts_enabled else None,
+            # Per-camera thresholds an admin set on the dashboard, re-read every few seconds.
+            AlertMonitor(alert_rule(settings), rules=ThresholdRules(
+                r, keys, alert_rule(settings)).rule_for) if settings.alerts_enabled else None,
             alert_store, metrics.counting(dead.send if dead else None))
         metrics.watch(aggregator)
         age = process_age_s()

@@ -70,10 +70,14 @@ class AlertMonitor:
     """The alert state machine for every camera; pure (no I/O), fed frame by frame.
 
     State is kept per camera while frames come: forget_idle() drops the state of cameras
-    that went quiet, so a fleet that changes over time does not grow the dict forever."""
+    that went quiet, so a fleet that changes over time does not grow the dict forever.
+    `rules` gives a camera's rule (aggregator.thresholds: an admin's per-camera thresholds,
+    re-read every few seconds); without it every camera follows `rule`."""
 
-    def __init__(self, rule: AlertRule, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, rule: AlertRule, clock: Callable[[], float] = time.monotonic,
+                 rules: Callable[[str], AlertRule] | None = None):
         self.rule, self.clock = rule, clock
+        self.rule_for = rules or (lambda _camera_id: self.rule)
         self.cameras: dict[str, _CameraState] = {}
 
     def restore(self, record: dict) -> None:
@@ -98,7 +102,7 @@ class AlertMonitor:
             state = self.cameras.pop(camera_id)
             if state.alert is not None:
                 last_offset = state.window[-1][0] if state.window else state.alert["opened_offset_s"]
-                events.append(self._resolve(state, ts, last_offset, "camera_idle"))
+                events.append(self._resolve(state, ts, last_offset, "camera_idle", self.rule))
         return events
 
     def observe(self, camera_id: str, session_id: str, offset_s: float, faces: int,
@@ -107,18 +111,19 @@ class AlertMonitor:
         state = self.cameras.get(camera_id)
         if state is not None and state.session_id != session_id and ts < state.last_ts:
             return events  # a straggler of an earlier session: it cannot move the alert
+        rule = self.rule_for(camera_id)
         if state is None or state.session_id != session_id:
             if state is not None and state.alert is not None:  # the session changed under it
-                events.append(self._resolve(state, ts, offset_s, "session_changed"))
+                events.append(self._resolve(state, ts, offset_s, "session_changed", rule))
             state = self.cameras[camera_id] = _CameraState(session_id)
         state.last_ts = max(state.last_ts, ts)
         state.observed_at = self.clock()
-        state.push(offset_s, faces, sentiment_sum, self.rule.window_s)
-        mean = state.mean(self.rule.min_faces)
+        state.push(offset_s, faces, sentiment_sum, rule.window_s)
+        mean = state.mean(rule.min_faces)
         if state.alert is None:
-            event = self._maybe_open(state, camera_id, mean, offset_s, ts)
+            event = self._maybe_open(state, camera_id, mean, offset_s, ts, rule)
         else:
-            event = self._maybe_resolve(state, mean, offset_s, ts)
+            event = self._maybe_resolve(state, mean, offset_s, ts, rule)
         if event:
             events.append(event)
         return events
@@ -132,44 +137,44 @@ class AlertMonitor:
         if state.alert is None:
             return []
         last_offset = state.window[-1][0] if state.window else state.alert["opened_offset_s"]
-        return [self._resolve(state, ts, last_offset, "session_closed")]
+        return [self._resolve(state, ts, last_offset, "session_closed", self.rule)]
 
-    def _maybe_open(self, state, camera_id, mean, offset_s, ts) -> AlertEvent | None:
-        if mean is None or mean > -self.rule.threshold:
+    def _maybe_open(self, state, camera_id, mean, offset_s, ts, rule) -> AlertEvent | None:
+        if mean is None or mean > -rule.threshold:
             state.breach_since = None
             return None
         if state.breach_since is None:
             state.breach_since = offset_s
         lasted = offset_s - state.breach_since
-        if lasted < self.rule.min_duration_s or offset_s < state.cooldown_until:
+        if lasted < rule.min_duration_s or offset_s < state.cooldown_until:
             return None
         state.alert = {
             "id": uuid.uuid4().hex[:12], "camera_id": camera_id, "session_id": state.session_id,
             "status": "open", "opened_at": ts, "opened_offset_s": offset_s,
-            "resolved_at": None, "resolved_offset_s": None, "threshold": -self.rule.threshold,
-            "window_s": self.rule.window_s, "sentiment": round(mean, 4), "worst": round(mean, 4),
+            "resolved_at": None, "resolved_offset_s": None, "threshold": -rule.threshold,
+            "window_s": rule.window_s, "sentiment": round(mean, 4), "worst": round(mean, 4),
         }
         state.breach_since = state.clear_since = None
         # The same dict as the state's: the store adds its list index, which resolve needs.
         return AlertEvent("opened", state.alert)
 
-    def _maybe_resolve(self, state, mean, offset_s, ts) -> AlertEvent | None:
+    def _maybe_resolve(self, state, mean, offset_s, ts, rule) -> AlertEvent | None:
         if mean is not None:
             state.alert["worst"] = round(min(state.alert["worst"], mean), 4)
-        if mean is not None and mean <= -self.rule.resolve_threshold:
+        if mean is not None and mean <= -rule.resolve_threshold:
             state.clear_since = None
             return None
         if state.clear_since is None:
             state.clear_since = offset_s
-        if offset_s - state.clear_since < self.rule.clear_s:
+        if offset_s - state.clear_since < rule.clear_s:
             return None
-        return self._resolve(state, ts, offset_s, "cleared")
+        return self._resolve(state, ts, offset_s, "cleared", rule)
 
-    def _resolve(self, state, ts, offset_s, why) -> AlertEvent:
+    def _resolve(self, state, ts, offset_s, why, rule: AlertRule) -> AlertEvent:
         record = dict(state.alert, status="resolved", resolved_at=ts,
                       resolved_offset_s=offset_s, resolved_because=why)
         state.alert, state.clear_since = None, None
-        state.cooldown_until = offset_s + self.rule.cooldown_s
+        state.cooldown_until = offset_s + rule.cooldown_s
         return AlertEvent("resolved", record)
 
 

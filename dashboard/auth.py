@@ -5,17 +5,28 @@ as ``?token=...``: it is then moved into an HttpOnly, SameSite=Strict cookie (Se
 served over TLS) and the URL is cleaned. Credentials are compared in constant time and
 never logged. A client that keeps presenting wrong credentials is throttled (429 with
 Retry-After, see security.LoginThrottle); a request without any credentials is not a failure.
+
+Who is asking (current_user): the basic-auth user name, TOKEN_USER for the bearer token, or
+LOCAL_USER when no credentials are configured (the dashboard then serves loopback only).
+Admins (settings.admins, by those names) may change alert thresholds; everyone else reads.
 """
 
 from __future__ import annotations
 
 import hmac
 
-from flask import Flask, Response, redirect, request
+from flask import Flask, Response, g, redirect, request
 
 from dashboard.security import LoginThrottle
 
 TOKEN_COOKIE = "moodstream_token"
+TOKEN_USER = "token"  # whoever holds the bearer token (e.g. a wall display)
+LOCAL_USER = "local"  # anyone, when no credentials are configured (loopback only)
+
+
+def current_user() -> str:
+    """The signed-in user of the request being served (set by install_auth's guard)."""
+    return g.get("moodstream_user", LOCAL_USER)
 
 
 def _same(given: str | None, expected: str) -> bool:
@@ -53,8 +64,13 @@ def install_auth(server: Flask, basic: tuple[str, str] | None, token: str | None
             return Response("too many failed logins: try again later\n", 429,
                             {"Retry-After": str(wait)})
         secure = secure_cookie or request.is_secure
-        if token_ok() or basic_ok():
+        if basic_ok():
             throttle.succeeded(client)
+            g.moodstream_user = basic[0]
+            return None
+        if token_ok():
+            throttle.succeeded(client)
+            g.moodstream_user = TOKEN_USER
             return None
         if token and _same(request.args.get("token"), token):
             throttle.succeeded(client)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from moodstream.settings import ServiceSettings, SettingsError, service_config
 
@@ -27,6 +29,20 @@ class DashboardSettings(ServiceSettings):
     behind_tls: bool = Field(False)
     # Upper bound of rows on the sessions page, newest first.
     session_list_limit: int = Field(500, ge=1, le=10000)
+    # Users who may change per-camera alert thresholds, comma-separated: basic-auth user
+    # names, "token" (the bearer token's holder), "local" (anyone, when no credentials are
+    # set: the dashboard then serves loopback only). Everyone else may only read and acknowledge.
+    admins: Annotated[tuple[str, ...], NoDecode] = Field(("local",))
+    # Acknowledgements of a camera's alerts expire this long after its latest one (the
+    # aggregator keeps alert records 7 days by default).
+    alert_ack_ttl_s: int = Field(7 * 86400, ge=0)
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _admins(cls, value: Any):
+        if isinstance(value, str):
+            value = [name.strip() for name in value.split(",")]
+        return tuple(name for name in value if name)
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:

@@ -1,0 +1,241 @@
+"""The alerts page: its data layer against a real Valkey filled by the aggregator's own code,
+and the page in real headless Chromium served by `python -m dashboard` (acknowledging an
+alert with a note, and thresholds an admin may change and a non-admin may not)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+
+import pytest
+import redis
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from dashboard.alerts_data import NOTE_MAX_CHARS, AlertInputError, AlertsData
+from dashboard.data import DashboardData
+from moodstream.alert_thresholds import parse_thresholds
+from moodstream.redis_keys import RedisKeys
+from tests.dashboard.conftest import dashboard_process
+from tests.dashboard.redis_fill import Filler
+from tests.dashboard.test_browser import assert_console_clean, text_of, wait_until
+
+ADMIN, ADMIN_PASSWORD, TOKEN = "boss", "boss-pw-1", "wall-display-token"
+
+
+@pytest.fixture(scope="module")
+def alerts_redis(redis_server):
+    """cam-a: a session that turns sour (its alert stays open); cam-c: one that starts sour
+    and recovers (its alert resolved), then ends. Yields (client, prefix, url)."""
+    prefix = f"al{uuid.uuid4().hex[:8]}"
+    url = f"redis://{redis_server.host}:{redis_server.port}/12"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    filler, now = Filler(client, prefix), time.time()
+    filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)
+    filler.session("cam-c", "sess-c1", now - 400, 120, -0.9, 0.9, end=True)
+    try:
+        yield client, prefix, url
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+
+
+@pytest.fixture
+def alerts_data(alerts_redis) -> AlertsData:
+    client, prefix, _url = alerts_redis
+    return AlertsData(DashboardData(client, RedisKeys(prefix)), ack_ttl_s=3600)
+
+
+def _alert_of(client, prefix: str, camera: str) -> dict:
+    """The aggregator's record of the camera's alert, read straight from its session list."""
+    session = {"cam-a": "sess-a1", "cam-c": "sess-c1"}[camera]
+    return json.loads(client.lindex(RedisKeys(prefix).alerts(session), 0))
+
+
+# --- data layer, real Valkey ---
+@pytest.mark.integration
+def test_lists_open_and_resolved_alerts_filtered_by_camera_and_status(alerts_data, alerts_redis):
+    client, prefix, _url = alerts_redis
+    rows = alerts_data.alerts()
+    assert [(r.camera_id, r.session_id, r.status) for r in rows] == [
+        ("cam-a", "sess-a1", "open"), ("cam-c", "sess-c1", "resolved")]  # open ones first
+    resolved = _alert_of(client, prefix, "cam-c")
+    assert rows[1].alert_id == resolved["id"] and rows[1].resolved_because == "cleared"
+    assert rows[1].worst == pytest.approx(resolved["worst"]) and rows[1].resolved_at
+    live = json.loads(client.hget(RedisKeys(prefix).open_alerts, "cam-a"))
+    assert rows[0].alert_id == live["id"] and rows[0].threshold == pytest.approx(-0.35)
+    assert [r.camera_id for r in alerts_data.alerts(camera_id="cam-c")] == ["cam-c"]
+    assert [r.status for r in alerts_data.alerts(status="open")] == ["open"]
+    assert alerts_data.alerts(camera_id="cam-a", status="resolved") == []
+
+
+@pytest.mark.integration
+def test_an_acknowledgement_is_stored_bounded_and_shown_with_who_and_when(alerts_data,
+                                                                          alerts_redis):
+    client, prefix, _url = alerts_redis
+    alert = _alert_of(client, prefix, "cam-c")
+    ack = alerts_data.acknowledge("cam-c", "sess-c1", alert["id"], "ops",
+                                  "  called the store\x07 manager\n<b>done</b>  ")
+    assert ack.note == "called the store manager\n<b>done</b>"  # control chars dropped
+    key = RedisKeys(prefix).alert_acks("cam-c")
+    assert "{cam:cam-c}" in key  # the camera id in a Redis Cluster hash tag
+    stored = json.loads(client.hget(key, alert["id"]))
+    assert stored["by"] == "ops" and stored["note"] == ack.note and stored["session_id"] == "sess-c1"
+    assert 0 < client.ttl(key) <= 3600
+    row = alerts_data.alerts(camera_id="cam-c")[0]
+    assert row.ack is not None and (row.ack.by, row.ack.note) == ("ops", ack.note)
+    assert abs(row.ack.at - time.time()) < 60
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("camera, session, alert_id, note, why", [
+    ("cam-a", "sess-c1", "own", "x", "no such alert"),  # the alert is cam-c's
+    ("cam-c", "sess-c1", "0123456789ab", "x", "no such alert"),  # no such id
+    ("cam-c", "sess-c1", "../../etc", "x", "no such alert"),
+    ("cam c", "sess-c1", "own", "x", "no such alert"),
+    ("cam-c", "sess-c1", "own", "n" * (NOTE_MAX_CHARS + 1), "at most 500"),
+])
+def test_a_bad_acknowledgement_is_refused_and_writes_nothing(alerts_data, alerts_redis, camera,
+                                                             session, alert_id, note, why):
+    client, prefix, _url = alerts_redis
+    own = _alert_of(client, prefix, "cam-c")["id"]
+    before = {k: client.hgetall(k) for k in client.scan_iter(f"{prefix}:*alert_acks")}
+    with pytest.raises(AlertInputError, match=why):
+        alerts_data.acknowledge(camera, session, own if alert_id == "own" else alert_id, "ops",
+                                note)
+    after = {k: client.hgetall(k) for k in client.scan_iter(f"{prefix}:*alert_acks")}
+    assert after == before
+
+
+@pytest.mark.integration
+def test_thresholds_are_validated_stored_and_cleared(alerts_data, alerts_redis):
+    client, prefix, _url = alerts_redis
+    key = RedisKeys(prefix).alert_thresholds
+    for bad, why in (((0.3, 0.4, 5), "must not exceed"), ((0, 0, 5), r"\(0, 1\]"),
+                     ((float("nan"), 0.1, 5), "finite"), ((0.3, 0.1, -1), "minimum duration"),
+                     ((0.3, 0.1, float("inf")), "finite"), (("x", 0.1, 5), "number"),
+                     ((None, 0.1, 5), "number"), ((1.5, 0.1, 5), r"\(0, 1\]")):
+        with pytest.raises(AlertInputError, match=why):
+            alerts_data.set_thresholds("cam-a", *bad, "boss")
+    with pytest.raises(AlertInputError, match="camera"):
+        alerts_data.set_thresholds("cam a", 0.3, 0.1, 5, "boss")
+    assert client.hlen(key) == 0
+    saved = alerts_data.set_thresholds("cam-a", 0.25, 0.1, 2, "boss")
+    assert parse_thresholds(client.hget(key, "cam-a")) == saved
+    assert (saved.threshold, saved.resolve_threshold, saved.min_duration_s, saved.updated_by) \
+        == (0.25, 0.1, 2.0, "boss")
+    client.hset(key, "cam-x", json.dumps({"threshold": 0.1, "resolve_threshold": 0.5,
+                                          "min_duration_s": 1}))  # not valid: left out
+    assert alerts_data.thresholds() == {"cam-a": saved}
+    assert alerts_data.clear_thresholds("cam-a") and not alerts_data.clear_thresholds("cam-a")
+    client.delete(key)
+
+
+# --- the page, real headless Chromium ---
+def _authorize(browser, header: str) -> None:
+    """Every request of the browser carries this Authorization header (CDP)."""
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": header}})
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def alerts_page(alerts_redis):
+    """The dashboard with a basic-auth admin (boss) and a bearer token (a non-admin)."""
+    _client, prefix, url = alerts_redis
+    env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1",
+               MOODSTREAM_DASHBOARD_USER=ADMIN, MOODSTREAM_DASHBOARD_PASSWORD=ADMIN_PASSWORD,
+               MOODSTREAM_DASHBOARD_TOKEN=TOKEN, MOODSTREAM_DASHBOARD_ADMINS=ADMIN)
+    with dashboard_process(env) as (base, _proc):
+        yield base
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.integration
+def test_acknowledging_an_alert_with_a_note_shows_it_to_everyone(browser, alerts_page,
+                                                                 alerts_redis):
+    client, prefix, _url = alerts_redis
+    alert = _alert_of(client, prefix, "cam-a")
+    _authorize(browser, f"Bearer {TOKEN}")  # any signed-in user may acknowledge
+    browser.get(alerts_page + "/alerts")
+    wait_until(browser, lambda d: "sess-c1" in text_of(d, "#alerts"), "alerts table")
+    Select(browser.find_element(By.ID, "alerts-status")).select_by_value("open")
+    wait_until(browser, lambda d: "sess-c1" not in text_of(d, "#alerts"), "status filter")
+    button = browser.find_element(By.XPATH, "//table[@id='alerts']//tr[td[text()='cam-a']]//button")
+    button.click()
+    wait_until(browser, lambda d: alert["id"] in text_of(d, "#ack-target-label"), "ack form")
+    note = "Spoke to the queue <b>staff</b> & opened till 3"
+    browser.find_element(By.ID, "ack-note").send_keys(note)
+    browser.find_element(By.ID, "ack-save").click()
+    wait_until(browser, lambda d: "Acknowledged by token" in text_of(d, "#ack-done"), "saved")
+    stored = json.loads(client.hget(RedisKeys(prefix).alert_acks("cam-a"), alert["id"]))
+    assert (stored["by"], stored["note"]) == ("token", note)
+
+    # Another viewer (the admin, a fresh page load) sees who, when and the note, as text.
+    _authorize(browser, _basic(ADMIN, ADMIN_PASSWORD))
+    browser.get(alerts_page + "/alerts")
+    wait_until(browser, lambda d: note in text_of(d, "#alerts .ack-note"), "the note, shown")
+    assert "token · " in text_of(browser, "#alerts .ack-by")
+    assert browser.find_elements(By.CSS_SELECTOR, "#alerts .ack-note b") == []  # escaped
+    assert_console_clean(browser)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_non_admin_cannot_change_thresholds(browser, alerts_page, alerts_redis):
+    client, prefix, _url = alerts_redis
+    _authorize(browser, f"Bearer {TOKEN}")
+    browser.get(alerts_page + "/alerts")
+    wait_until(browser, lambda d: "only an admin" in text_of(d, "#thr-readonly"), "read-only note")
+    for control in ("thr-threshold", "thr-resolve", "thr-duration", "thr-save", "thr-reset"):
+        assert not browser.find_element(By.ID, control).is_enabled(), control
+    # Forcing the form open in the page changes nothing: the server checks the user again.
+    wait_until(browser, lambda d: len(Select(d.find_element(By.ID, "thr-camera")).options) >= 2,
+               "camera options")
+    Select(browser.find_element(By.ID, "thr-camera")).select_by_value("cam-a")
+    browser.execute_script("document.querySelectorAll('#page-alerts [disabled]')"
+                           ".forEach(el => el.removeAttribute('disabled'));")
+    for control, value in (("thr-threshold", "0.2"), ("thr-resolve", "0.1"), ("thr-duration", "1")):
+        browser.find_element(By.ID, control).send_keys(value)
+    browser.find_element(By.ID, "thr-save").click()
+    wait_until(browser, lambda d: "only an admin" in text_of(d, "#thr-error"), "refusal")
+    assert client.hlen(RedisKeys(prefix).alert_thresholds) == 0
+    assert_console_clean(browser)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_admin_changes_a_cameras_thresholds(browser, alerts_page, alerts_redis):
+    client, prefix, _url = alerts_redis
+    _authorize(browser, _basic(ADMIN, ADMIN_PASSWORD))
+    browser.get(alerts_page + "/alerts")
+    wait_until(browser, lambda d: "you may change" in text_of(d, "#thr-admin"), "admin note")
+    wait_until(browser, lambda d: len(Select(d.find_element(By.ID, "thr-camera")).options) >= 2,
+               "camera options")
+    Select(browser.find_element(By.ID, "thr-camera")).select_by_value("cam-c")
+    for control, value in (("thr-threshold", "0.2"), ("thr-resolve", "0.3"), ("thr-duration", "1")):
+        browser.find_element(By.ID, control).send_keys(value)
+    browser.find_element(By.ID, "thr-save").click()  # resolve above threshold: refused
+    wait_until(browser, lambda d: "must not exceed" in text_of(d, "#thr-error"), "refusal")
+    resolve = browser.find_element(By.ID, "thr-resolve")
+    resolve.clear()
+    resolve.send_keys("0.05")
+    browser.find_element(By.ID, "thr-save").click()
+    wait_until(browser, lambda d: "Saved: cam-c" in text_of(d, "#thr-done"), "saved")
+    stored = parse_thresholds(client.hget(RedisKeys(prefix).alert_thresholds, "cam-c"))
+    assert (stored.threshold, stored.resolve_threshold, stored.min_duration_s,
+            stored.updated_by) == (0.2, 0.05, 1.0, ADMIN)
+    wait_until(browser, lambda d: "cam-c" in text_of(d, "#thresholds"), "thresholds table")
+    assert "boss · " in text_of(browser, "#thresholds")
+    client.delete(RedisKeys(prefix).alert_thresholds)
+    assert_console_clean(browser)
