@@ -2,8 +2,9 @@
 
 demo     run every service on embedded (or external) servers with live demo cameras
 analyze  push recorded videos through the full distributed path and write reports
-report   export the report of any session of a running system
+report   export the report of any session, or of a camera's day or week, of a running system
 sessions list the sessions a running system knows
+backfill-rollups  rebuild the hourly rollups from the session summaries that remain
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from moodstream.clients import ServiceUnavailable
 from moodstream.embedded import EmbeddedServerError, free_port
 from moodstream.logs import setup_logging
 from moodstream.launcher import ServiceFailed, Stack, describe, running_stack_state, wait_until
-from moodstream.reports import ReportError, SessionNotFound, build_report, format_for
-from moodstream.reports import report_path_for, write_report
+from moodstream.reports import REPORT_FORMATS, ReportError, SessionNotFound, build_report
+from moodstream.reports import format_for, render, report_path_for, write_output
 from moodstream.settings import CommonSettings, SettingsError
 
 log = logging.getLogger("moodstream")
@@ -97,9 +98,9 @@ def check_report_path(path: str | Path) -> Path:
     return path
 
 
-def _write(report: dict, path: Path, fmt: str) -> Path:
+def _write(report: dict, path: Path, fmt: str, renderer=render) -> Path:
     try:
-        return write_report(report, path, fmt)
+        return write_output(path, renderer(report, fmt))
     except OSError as exc:
         raise UserError(f"cannot write the report to {path}: {exc.strerror or exc}") from None
 
@@ -280,12 +281,60 @@ def _settings_for_running_system(settings: CommonSettings) -> CommonSettings:
 
 
 def cmd_report(args, settings: CommonSettings) -> int:
+    """One session's report, or (--camera with --day/--week) a camera's period report.
+    Every input is checked before Redis is asked, so cron gets one line for a typo."""
+    import redis
     from moodstream.clients import redis_client
-    settings = _settings_for_running_system(settings)
+    period = _report_period(args)
     fmt = format_for(args.report, args.format)
     check_report_path(args.report)
-    report = build_report(redis_client(settings), _redis_keys(settings), args.session_id)
-    print(_summary_line(_write(report, Path(args.report), fmt), report))
+    settings = _settings_for_running_system(settings)
+    r, keys = redis_client(settings), _redis_keys(settings)
+    try:
+        if period is None:
+            report = build_report(r, keys, args.session_id)
+            print(_summary_line(_write(report, Path(args.report), fmt), report))
+            return 0
+        from moodstream.period_report import build_period_report, render_period
+        report = build_period_report(r, keys, args.camera, period)
+        path = _write(report, Path(args.report), fmt, render_period)
+    except redis.RedisError as exc:  # lost after the first ping
+        raise ServiceUnavailable(f"Redis failed while reading the report: {exc}") from None
+    print(f"{_summary_line(path, report)} ({report['session_count']} sessions of "
+          f"{report['camera_id']} in {report['label']})")
+    return 0
+
+
+def _report_period(args):
+    """The --day/--week of a --camera report (None for a session report); UserError for a
+    mix of the two kinds or a missing part, ReportError for a bad date or time zone."""
+    if args.camera is None:
+        if args.session_id is None:
+            raise UserError("name a session, or a camera with --camera C --day YYYY-MM-DD "
+                            "(or --week YYYY-Www)")
+        if args.day or args.week:
+            raise UserError("--day and --week need --camera (a session is reported whole)")
+        return None
+    if args.session_id is not None:
+        raise UserError("name either a session or --camera, not both")
+    if not (args.day or args.week):
+        raise UserError("--camera needs --day YYYY-MM-DD or --week YYYY-Www")
+    from moodstream.period_report import parse_period
+    return parse_period(args.day, args.week, args.tz)
+
+
+def cmd_backfill_rollups(args, settings: CommonSettings) -> int:
+    """Rebuild the hourly rollups from the session summaries that remain (idempotent)."""
+    from moodstream.clients import redis_client
+    from moodstream.rollups import backfill
+    if args.rollup_ttl_s < 0 or args.parts_ttl_s < 0:
+        raise UserError("--rollup-ttl-s and --parts-ttl-s must be >= 0 (0 = keep)")
+    settings = _settings_for_running_system(settings)
+    stats = backfill(redis_client(settings), _redis_keys(settings), args.rollup_ttl_s,
+                     args.parts_ttl_s)
+    print(f"rollups rebuilt from {stats['sessions']} session summaries: "
+          f"{stats['parts']} camera-hour parts written or kept "
+          f"({stats['skipped']} unreadable summaries skipped)")
     return 0
 
 
@@ -317,16 +366,29 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--model", help="emotion model (default: models/emotion.keras)")
     a.add_argument("--timeout", type=float, default=900.0)
     a.add_argument("--idle-timeout", type=float, default=60.0)
-    r = sub.add_parser("report", help="export one session's report from a running system")
-    r.add_argument("session_id")
-    r.add_argument("--report", required=True, help="output path; .json, .csv or .html")
-    r.add_argument("--format", choices=("json", "csv", "html"))
+    r = sub.add_parser("report", help="export a session's report, or a camera's day or week, "
+                                      "from a running system")
+    r.add_argument("session_id", nargs="?")
+    r.add_argument("--camera", help="report this camera's sessions of --day or --week")
+    when = r.add_mutually_exclusive_group()
+    when.add_argument("--day", help="a calendar day, YYYY-MM-DD")
+    when.add_argument("--week", help="an ISO week, YYYY-Www (Monday to Sunday)")
+    r.add_argument("--tz", default="UTC", help="time zone of --day/--week (IANA name; UTC)")
+    r.add_argument("--report", required=True, help="output path; .json, .csv, .html or .pdf")
+    r.add_argument("--format", choices=REPORT_FORMATS)
     s = sub.add_parser("sessions", help="list recent sessions of a running system")
     s.add_argument("--limit", type=int, default=50)
+    b = sub.add_parser("backfill-rollups",
+                       help="rebuild hourly rollups from the session summaries that remain")
+    b.add_argument("--rollup-ttl-s", type=int, default=400 * 86400,
+                   help="keep rollups this long, 0 = keep (default 400 days)")
+    b.add_argument("--parts-ttl-s", type=int, default=90 * 86400,
+                   help="keep per-session parts this long, 0 = keep (default 90 days)")
     return p
 
 
-COMMANDS = {"demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "sessions": cmd_sessions}
+COMMANDS = {"demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "sessions": cmd_sessions,
+            "backfill-rollups": cmd_backfill_rollups}
 
 
 def main(argv: list[str] | None = None) -> int:

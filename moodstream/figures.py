@@ -202,3 +202,41 @@ def session_figures(report: Mapping[str, Any]) -> dict[str, go.Figure]:
         "people": people_timeline(timeline),
         "distribution": emotion_totals(report.get("emotion_totals") or {}),
     }
+
+
+def traffic(rows: Sequence[Mapping[str, Any]], title: str = "Faces and people") -> go.Figure:
+    """Faces counted and the peak of distinct people in one second, per period bucket
+    (an hour of a day report, a day of a week report); rows carry ``start`` (a time)."""
+    if not any(row.get("frames") for row in rows):
+        return empty_figure("no frames in this period", title)
+    starts = _times([row["start"] for row in rows])
+    fig = go.Figure([
+        go.Bar(x=starts, y=_floats(row["faces"] for row in rows), name="faces",
+               marker_color=OKABE_ITO["sky_blue"]),
+        go.Scatter(x=starts, y=_floats(row.get("peak_people", 0) for row in rows),
+                   name="peak people", mode="lines+markers", yaxis="y2",
+                   line=dict(color=OKABE_ITO["blue"])),
+    ])
+    # People are a handful while faces run to thousands: each gets its own axis.
+    fig.update_layout(yaxis=dict(title="faces", rangemode="tozero"),
+                      yaxis2=dict(title="people", overlaying="y", side="right",
+                                  rangemode="tozero", showgrid=False))
+    return _base_layout(fig, title)
+
+
+def period_figures(report: Mapping[str, Any]) -> dict[str, go.Figure]:
+    """The charts of one camera's day or week report (moodstream.period_report), by name."""
+    rows = report.get("timeline") or []
+    step = "hour" if report.get("period") == "day" else "day"
+    points = [(row["start"], row["sentiment"]) for row in rows]
+    mix = {s["session_id"]: s.get("emotion_totals") or {} for s in report.get("sessions") or []}
+    sentiment = sentiment_trend({report.get("camera_id") or "camera": points},
+                                title=f"Sentiment per {step}")
+    # Markers too: an hour with faces between two without would otherwise be invisible.
+    sentiment.update_traces(mode="lines+markers", selector=dict(type="scatter"))
+    return {
+        "sentiment": sentiment,
+        "traffic": traffic(rows, title=f"Faces and peak people per {step}"),
+        "distribution": emotion_totals(report.get("emotion_totals") or {}),
+        "sessions": emotion_mix(mix, title="Emotion mix per session"),
+    }

@@ -1,4 +1,5 @@
-"""A session report as one self-contained HTML file: summary tables plus the charts.
+"""A session report, or a camera's day/week report, as one self-contained HTML file:
+summary tables plus the charts.
 
 plotly.js is inlined once, so the file opens offline and can be mailed or archived as is.
 Every value from Redis is HTML-escaped; the report never holds images, only numbers.
@@ -12,7 +13,7 @@ from typing import Any, Mapping
 import plotly.io as pio
 
 from moodstream.emotions import EMOTIONS
-from moodstream.figures import session_figures
+from moodstream.figures import period_figures, session_figures
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -23,13 +24,26 @@ th { background: #f3f3f3; }
 footer { color: #777; font-size: 0.85em; margin-top: 2em; }
 """
 
-_SUMMARY_FIELDS = (
+SUMMARY_FIELDS = (
     ("Session", "session_id"), ("Camera", "camera_id"), ("Source", "source"),
     ("Status", "status"), ("Started", "started_at"), ("Ended", "ended_at"),
     ("Duration (s)", "duration_s"), ("Frames processed", "frames_processed"),
     ("Frames with faces", "frames_with_faces"), ("Faces detected", "faces_detected"),
     ("People (tracks)", "people"), ("Dominant emotion", "dominant_emotion"),
     ("Mean sentiment", "mean_sentiment"),
+)
+# A camera's day or week (moodstream.period_report): the same numbers, summed over sessions.
+PERIOD_FIELDS = (
+    ("Camera", "camera_id"), ("Period", "label"), ("Time zone", "timezone"),
+    ("From", "start"), ("To", "end"), ("Sessions", "session_count"),
+    ("Frames processed", "frames_processed"), ("Frames with faces", "frames_with_faces"),
+    ("Faces detected", "faces_detected"), ("People (tracks, per session)", "people"),
+    ("Dominant emotion", "dominant_emotion"), ("Mean sentiment", "mean_sentiment"),
+)
+SESSION_COLUMNS = (
+    ("Session", "session_id"), ("Started", "started_at"), ("Ended", "ended_at"),
+    ("Frames", "frames_processed"), ("Faces", "faces_detected"), ("People", "people"),
+    ("Dominant", "dominant_emotion"), ("Sentiment", "mean_sentiment"), ("Alerts", "alerts"),
 )
 
 
@@ -41,8 +55,8 @@ def _rows(pairs) -> str:
     return "\n".join(f"<tr><th>{html.escape(k)}</th><td>{_cell(v)}</td></tr>" for k, v in pairs)
 
 
-def _summary_table(report: Mapping[str, Any]) -> str:
-    return f"<table id='summary'>{_rows((label, report.get(key)) for label, key in _SUMMARY_FIELDS)}</table>"
+def _summary_table(report: Mapping[str, Any], fields=SUMMARY_FIELDS) -> str:
+    return f"<table id='summary'>{_rows((label, report.get(key)) for label, key in fields)}</table>"
 
 
 def _emotion_table(report: Mapping[str, Any]) -> str:
@@ -66,9 +80,18 @@ def _alerts_table(report: Mapping[str, Any]) -> str:
     return f"<table id='alerts'><tr>{head}</tr>{body}</table>"
 
 
-def _charts(report: Mapping[str, Any]) -> str:
+def _sessions_table(sessions) -> str:
+    if not sessions:
+        return "<p>No session of this camera started in this period.</p>"
+    head = "".join(f"<th>{html.escape(label)}</th>" for label, _ in SESSION_COLUMNS)
+    body = "\n".join("<tr>" + "".join(f"<td>{_cell(s.get(key))}</td>" for _, key in SESSION_COLUMNS)
+                     + "</tr>" for s in sessions)
+    return f"<table id='sessions'><tr>{head}</tr>{body}</table>"
+
+
+def _charts(figs: Mapping[str, Any]) -> str:
     parts = []
-    for index, (name, fig) in enumerate(session_figures(report).items()):
+    for index, (name, fig) in enumerate(figs.items()):
         # The first chart carries plotly.js inline; the others reuse it.
         div = pio.to_html(fig, full_html=False, include_plotlyjs=(index == 0),
                           div_id=f"chart-{name}", config={"displaylogo": False})
@@ -76,9 +99,7 @@ def _charts(report: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def report_html(report: Mapping[str, Any]) -> str:
-    """The whole report page as one string (UTF-8 HTML5, no external resources)."""
-    title = f"moodstream session {report.get('session_id', '')}"
+def _page(title: str, body: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -88,16 +109,36 @@ def report_html(report: Mapping[str, Any]) -> str:
 </head>
 <body>
 <h1>{html.escape(title)}</h1>
-<h2>Summary</h2>
-{_summary_table(report)}
-<h2>Emotions</h2>
-{_emotion_table(report)}
-<h2>Charts</h2>
-{_charts(report)}
-<h2>Alerts</h2>
-{_alerts_table(report)}
+{body}
 <footer>Aggregated numbers only: moodstream stores no face images.
 Sentiment is the expected valence of each face's emotion distribution, in [-1, 1].</footer>
 </body>
 </html>
 """
+
+
+def report_html(report: Mapping[str, Any]) -> str:
+    """The whole session report page as one string (UTF-8 HTML5, no external resources)."""
+    return _page(f"moodstream session {report.get('session_id', '')}", f"""<h2>Summary</h2>
+{_summary_table(report)}
+<h2>Emotions</h2>
+{_emotion_table(report)}
+<h2>Charts</h2>
+{_charts(session_figures(report))}
+<h2>Alerts</h2>
+{_alerts_table(report)}""")
+
+
+def period_html(report: Mapping[str, Any]) -> str:
+    """A camera's day or week report page (moodstream.period_report)."""
+    title = f"moodstream camera {report.get('camera_id', '')} · {report.get('label', '')}"
+    return _page(title, f"""<h2>Summary</h2>
+{_summary_table(report, PERIOD_FIELDS)}
+<h2>Emotions</h2>
+{_emotion_table(report)}
+<h2>Charts</h2>
+{_charts(period_figures(report))}
+<h2>Sessions</h2>
+{_sessions_table(report.get("sessions") or [])}
+<h2>Alerts</h2>
+{_alerts_table(report)}""")

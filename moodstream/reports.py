@@ -18,7 +18,7 @@ from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
 from moodstream.redis_keys import RedisKeys, parse_buckets
 from moodstream.schemas import valid_id
 
-REPORT_FORMATS = ("json", "csv", "html")
+REPORT_FORMATS = ("json", "csv", "html", "pdf")
 
 
 class SessionNotFound(LookupError):
@@ -120,25 +120,35 @@ def report_csv(report: Mapping[str, Any]) -> str:
 def format_for(path: str | Path, explicit: str | None = None) -> str:
     fmt = (explicit or Path(path).suffix.lstrip(".")).lower()
     if fmt not in REPORT_FORMATS:
-        raise ReportError(f"unknown report format {fmt!r} for {path}: use .json, .csv or .html")
+        raise ReportError(f"unknown report format {fmt!r} for {path}: use .json, .csv, .html or .pdf")
     return fmt
 
 
-def render(report: Mapping[str, Any], fmt: str) -> str:
+def render(report: Mapping[str, Any], fmt: str) -> str | bytes:
     if fmt == "json":
         return json.dumps(report, indent=2)
     if fmt == "csv":
         return report_csv(report)
+    if fmt == "pdf":
+        from moodstream.pdf_report import report_pdf  # matplotlib only when needed
+        return report_pdf(report)
     from moodstream.html_report import report_html  # plotly only when needed
     return report_html(report)
 
 
-def write_report(report: Mapping[str, Any], path: str | Path, fmt: str | None = None) -> Path:
+def write_output(path: str | Path, content: str | bytes) -> Path:
+    """A rendered report to its file (PDF is bytes, the other formats text)."""
     path = Path(path)
-    text = render(report, format_for(path, fmt))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     return path
+
+
+def write_report(report: Mapping[str, Any], path: str | Path, fmt: str | None = None) -> Path:
+    return write_output(path, render(report, format_for(path, fmt)))
 
 
 def report_path_for(base: str | Path, session_id: str, camera_id: str, many: bool) -> Path:
