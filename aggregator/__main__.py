@@ -13,6 +13,7 @@ from kafka.errors import KafkaError
 
 from aggregator.alerts import AlertMonitor, AlertRule, AlertStore
 from aggregator.metrics import AggregatorMetrics
+from aggregator.rollups import HourlyRollups
 from aggregator.service import Aggregator, run_consumer
 from aggregator.settings import AggregatorSettings
 from aggregator.store import SessionStore
@@ -104,7 +105,9 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
             # Per-camera thresholds an admin set on the dashboard, re-read every few seconds.
             AlertMonitor(alert_rule(settings), rules=ThresholdRules(
                 r, keys, alert_rule(settings)).rule_for) if settings.alerts_enabled else None,
-            alert_store, metrics.counting(dead.send if dead else None))
+            alert_store, metrics.counting(dead.send if dead else None),
+            rollups=HourlyRollups(r, keys, settings.rollup_ttl_s, settings.summary_ttl_s,
+                                  settings.rollup_every_s))
         metrics.watch(aggregator)
         age = process_age_s()
         log.info("aggregator consuming %s, %s -> redis %s (prefix %s; %s); ready %s after "

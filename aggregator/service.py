@@ -61,7 +61,7 @@ class Aggregator:
 
     def __init__(self, store: SessionStore, topics: Topics, idle_timeout_s: float,
                  end_grace_s: float, monitor: AlertMonitor | None = None,
-                 alert_store: AlertStore | None = None, deadletter=None):
+                 alert_store: AlertStore | None = None, deadletter=None, rollups=None):
         self.store, self.topics = store, topics
         self.idle_timeout_s, self.end_grace_s = idle_timeout_s, end_grace_s
         self.monitor, self.alert_store = monitor, alert_store
@@ -71,6 +71,7 @@ class Aggregator:
         self._deadletters: list = []
         self.counters = Counters()
         self._last_housekeeping = self._last_prune = 0.0
+        self.rollups = rollups  # aggregator.rollups.HourlyRollups: recomputed in housekeeping
         # Idle/grace timers run only while we consume and keep up (see housekeeping).
         self.consuming_since: float | None = time.time()
         self.backlogged = False
@@ -218,6 +219,8 @@ class Aggregator:
         for session_id, reason in self.store.stale_sessions(
                 self.idle_timeout_s, self.end_grace_s, self.consuming_since):
             self._close(session_id, reason)
+        if self.rollups is not None:
+            self.rollups.maybe_run()
         self.store.prune_index()
         if force or now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now

@@ -47,6 +47,10 @@ class AggregatorSettings(ServiceSettings):
     # Retention: every per-session key (buckets, totals, meta, ...) / the summary. 0 = keep.
     bucket_ttl_s: int = Field(7 * DAY_S, ge=0)
     summary_ttl_s: int = Field(90 * DAY_S, ge=0)
+    # Hourly rollups per camera (aggregator.rollups): how long they are kept (0 = keep),
+    # and how often the current and previous hour are recomputed from the buckets.
+    rollup_ttl_s: int = Field(400 * DAY_S, ge=0)
+    rollup_every_s: float = Field(30.0, gt=0)
     # Sentiment weight per emotion; the CLI/env form is "angry=-1,happy=1,...".
     valence: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_VALENCE))

@@ -59,6 +59,26 @@ Per camera::
                                        aggregator re-reads it every few seconds; a camera
                                        without a valid entry keeps the aggregator's defaults
 
+Hourly rollups per camera (``H`` = the hour's start, epoch seconds, a multiple of 3600; the
+``{cam:C}`` hash tag keeps a camera's rollup keys in one cluster slot)::
+
+    {p}:camera:{cam:C}:rollup:hourly
+                                 HASH  "<H>" -> packed rollup of camera C in hour H: the
+                                       ROLLUP_FIELDS (frames, faces, sentiment_sum, people
+                                       = distinct tracks, p:<emotion> sums) as one
+                                       comma-separated string (pack_rollup/parse_rollup);
+                                       the sum of that hour's parts. TTL the rollup TTL
+                                       (default 400 days), refreshed on write; fields older
+                                       than it are pruned by the aggregator
+    {p}:camera:{cam:C}:rollup:parts:H
+                                 HASH  session S -> packed rollup of S's seconds in hour H
+                                       (a part). Parts are recomputed and SET, never
+                                       incremented, so a recompute, a redelivery or a
+                                       restart cannot count twice; TTL the summary TTL
+    {p}:rollups:pending          ZSET  sessions seen open by the rollup writer, score = when
+                                       first seen; a member whose session has closed gets
+                                       every hour it covers finalised, then leaves the set
+
 Launcher (``moodstream demo`` / ``analyze``)::
 
     {p}:workers                  HASH  worker or embedded server name -> JSON {name, kind,
@@ -89,6 +109,8 @@ from moodstream.emotions import EMOTIONS
 
 PROB_FIELDS = tuple(f"p:{e}" for e in EMOTIONS)
 BUCKET_NAMES = ("frames", "faces", "sentiment_sum", *PROB_FIELDS)
+# The numbers of one camera-hour rollup (and of a part), in their packed order.
+ROLLUP_FIELDS = ("frames", "faces", "sentiment_sum", "people", *PROB_FIELDS)
 SESSION_STATUSES = ("open", "ending", "closed")
 
 
@@ -172,6 +194,17 @@ class RedisKeys:
     def alert_thresholds(self) -> str:
         return f"{self.prefix}:alert_thresholds"
 
+    # --- hourly rollups (aggregator.rollups, moodstream.rollups) ---
+    def rollup_hourly(self, camera_id: str) -> str:
+        return self._camera(camera_id, "rollup:hourly")
+
+    def rollup_parts(self, camera_id: str, hour: int) -> str:
+        return self._camera(camera_id, f"rollup:parts:{hour}")
+
+    @property
+    def rollups_pending(self) -> str:
+        return f"{self.prefix}:rollups:pending"
+
 
 def bucket_field(second: int, name: str) -> str:
     return f"{second}|{name}"
@@ -187,3 +220,19 @@ def parse_buckets(raw: dict[str, str]) -> dict[int, dict[str, float]]:
         except ValueError:
             continue
     return dict(sorted(out.items()))
+
+
+def pack_rollup(values) -> str:
+    """ROLLUP_FIELDS' numbers -> the stored string ("12,10,3.5,2,0.1,...")."""
+    return ",".join(format(float(v), ".10g") for v in values)
+
+
+def parse_rollup(packed: str | None) -> list[float] | None:
+    """A stored rollup or part -> its ROLLUP_FIELDS numbers; None when absent or malformed."""
+    if not packed:
+        return None
+    try:
+        values = [float(v) for v in packed.split(",")]
+    except ValueError:
+        return None
+    return values if len(values) == len(ROLLUP_FIELDS) else None
