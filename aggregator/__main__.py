@@ -14,7 +14,7 @@ from kafka.errors import KafkaError
 from aggregator.alerts import AlertMonitor, AlertRule, AlertStore
 from aggregator.metrics import AggregatorMetrics
 from aggregator.rollups import HourlyRollups
-from aggregator.service import Aggregator, run_consumer
+from aggregator.service import Aggregator, consumer_loop
 from aggregator.settings import AggregatorSettings
 from aggregator.store import SessionStore
 from aggregator.thresholds import ThresholdRules
@@ -90,14 +90,12 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
     store = SessionStore(r, keys, settings.valence, settings.bucket_ttl_s,
                          settings.summary_ttl_s, settings.live_ema_alpha)
     notifier = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
-    producer = consumer = None
-    metrics.ready_when(r, lambda: consumer)
+    producer = loop = None
+    metrics.ready_when(r, lambda: loop.consumer if loop else None)
     try:
         with quiet_kafka_logs():
             ensure_topics(settings, topics)
             producer = kafka_producer(settings) if settings.deadletter else None
-            consumer = kafka_consumer(settings, settings.group_id,
-                                      [topics.detections, topics.control], assign=settings.assign)
         alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
         dead = DeadLetterSender(producer, topics.deadletter) if producer else None
         aggregator = Aggregator(
@@ -109,18 +107,23 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
             rollups=HourlyRollups(r, keys, settings.rollup_ttl_s, settings.summary_ttl_s,
                                   settings.rollup_every_s))
         metrics.watch(aggregator)
+        loop = consumer_loop(aggregator, stop, settings.max_poll_records,
+                             settings.poll_timeout_ms, flush=producer.flush if producer else None)
+        with quiet_kafka_logs():
+            loop.attach(kafka_consumer(settings, settings.group_id,
+                                       [topics.detections, topics.control],
+                                       assign=settings.assign, listener=loop.listener))
         age = process_age_s()
         log.info("aggregator consuming %s, %s -> redis %s (prefix %s; %s); ready %s after "
                  "process start", topics.detections, topics.control, redact(settings.redis_url),
                  settings.redis_prefix,
                  "all partitions, no join" if settings.assign == "all" else "group join on poll",
                  "?" if age is None else f"{age:.2f} s")
-        run_consumer(aggregator, consumer, stop, settings.max_poll_records,
-                     settings.poll_timeout_ms, flush=producer.flush if producer else None)
+        loop.run()
         log.info("stopped: %s", aggregator.counters)
     finally:
-        if consumer is not None:
-            consumer.close(autocommit=False)
+        if loop is not None:
+            loop.close()  # run() closed it already, unless it never started
         if producer is not None:
             producer.flush(10)
             producer.close(10)

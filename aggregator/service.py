@@ -1,10 +1,12 @@
-"""The aggregator's consumer loop: poll -> parse -> one pipelined Redis round -> commit.
+"""The aggregator: poll -> parse -> one pipelined Redis round -> commit, on the shared
+consumer loop (moodstream.consumer; AggregatorStep is its step).
 
-Offsets are committed only after Redis holds every update of the batch (at-least-once
-delivery); the per-frame dedupe in Redis turns that into an exactly-once effect.
-Kafka records are untrusted: one that fails parsing (moodstream.schemas bounds) or that a
-Lua script rejects is dead-lettered with the reason and counted, and changes nothing;
-only Redis failures stop the loop (uncommitted, so the batch comes again).
+Offsets are committed only after Redis holds every update of the batch and the batch's
+dead letters are acknowledged (at-least-once delivery); the per-frame dedupe in Redis turns
+that into an exactly-once effect. Kafka records are untrusted: one that fails parsing
+(moodstream.schemas bounds) or that a Lua script rejects is dead-lettered with the reason
+and counted, and changes nothing; only Redis failures and undelivered dead letters stop
+the loop (uncommitted, so the batch comes again).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 
 from aggregator.alerts import AlertEvent, AlertMonitor, AlertStore
 from aggregator.store import Applied, SessionStore
+from moodstream.consumer import ConsumerLoop, Handoff, Step, unacknowledged
 from moodstream.schemas import SKIPPED_STALE, ControlEvent, DetectionMessage, MessageError
 from moodstream.topics import Topics
 
@@ -153,15 +156,11 @@ class Aggregator:
         """Before a commit: every dead letter of the batch acknowledged, else DeadLetterFailed
         (uncommitted, the bad records come again after a restart and are sent again)."""
         pending, self._deadletters = self._deadletters, []
-        if not pending:
-            return
-        if flush is not None:
-            flush(DEADLETTER_FLUSH_S)
-        failed = [f for f in pending if not f.is_done or f.failed()]
+        failed = unacknowledged(flush, pending, DEADLETTER_FLUSH_S)
         if failed:
             self.counters.deadletter_failed += len(failed)
             raise DeadLetterFailed(f"{len(failed)} dead letter(s) not delivered: "
-                                   f"{failed[0].exception!r}"[:300])
+                                   f"{failed[0]!r}"[:300])
 
     # --- alerts and closing ---
     def _feed_alerts(self, applied: list[Applied]) -> None:
@@ -243,33 +242,55 @@ class Aggregator:
         self._write_alerts(self.monitor.forget_idle(idle_s, now))
 
 
-def run_consumer(aggregator: Aggregator, consumer, stop: threading.Event,
-                 max_records: int, poll_timeout_ms: int,
-                 flush: Callable[[float], object] | None = None) -> None:
-    """Poll, apply, commit until `stop` is set. Redis errors and undelivered dead letters
-    propagate uncommitted. `flush` flushes the dead-letter producer."""
-    aggregator.consuming_since = None  # until the group gives us partitions
-    started, first_applied = time.monotonic(), False
-    while not stop.is_set():
-        polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
-        if aggregator.consuming_since is None and consumer.assignment():
-            aggregator.consuming_since = time.time()
+class AggregatorStep(Step):
+    """The Aggregator on the shared consumer loop: each poll is one hand-off, applied to
+    Redis by process(); confirm() waits for its dead letters (raising DeadLetterFailed
+    when one failed); housekeeping runs on idle polls too."""
+
+    def __init__(self, aggregator: Aggregator, max_records: int, poll_timeout_ms: int,
+                 flush: Callable[[float], object] | None = None):
+        self.aggregator, self.max_records, self.flush = aggregator, max_records, flush
+        self._poll_timeout_ms = poll_timeout_ms
+        self._started, self._first_applied = time.monotonic(), False
+        aggregator.consuming_since = None  # until the group gives us partitions
+
+    def poll_timeout_ms(self) -> int:
+        return self._poll_timeout_ms
+
+    def on_assigned(self, partitions: frozenset) -> None:
+        if self.aggregator.consuming_since is None and partitions:
+            self.aggregator.consuming_since = time.time()
             log.info("partitions assigned %.2f s after the first poll",
-                     time.monotonic() - started)
-        records = [r for partition in polled.values() for r in partition]
-        aggregator.backlogged = len(records) >= max_records
-        if not records:
-            aggregator.housekeeping()
-            continue
-        aggregator.process(records)
-        if not first_applied and aggregator.counters.detections:
-            first_applied = True
+                     time.monotonic() - self._started)
+
+    def process(self, records) -> Iterator[Handoff]:
+        records = list(records)
+        self.aggregator.backlogged = len(records) >= self.max_records
+        self.aggregator.process(records)
+        if not self._first_applied and self.aggregator.counters.detections:
+            self._first_applied = True
             log.info("first detections applied in Redis %.2f s after the first poll",
-                     time.monotonic() - started)
-        aggregator.confirm_deadletters(flush)
-        try:
-            consumer.commit()
-            aggregator.counters.commits += 1
-        except (CommitFailedError, KafkaError) as exc:
-            # A rebalance took the partitions: they are redelivered, and deduped in Redis.
-            log.warning("offset commit failed (%s); the batch will be redelivered", exc)
+                     time.monotonic() - self._started)
+        yield Handoff.covering(records)
+
+    def confirm(self, handoff: Handoff) -> bool:
+        self.aggregator.confirm_deadletters(self.flush)
+        return True
+
+    def on_idle(self) -> tuple:
+        self.aggregator.backlogged = False
+        self.aggregator.housekeeping()
+        return ()
+
+    def committed(self, handoff: Handoff) -> None:
+        self.aggregator.counters.commits += 1
+
+
+def consumer_loop(aggregator: Aggregator, stop: threading.Event, max_records: int,
+                  poll_timeout_ms: int, flush: Callable[[float], object] | None = None
+                  ) -> ConsumerLoop:
+    """Poll, apply, commit until `stop` is set, once a consumer is attached (built with the
+    loop's listener). Redis errors and undelivered dead letters propagate uncommitted.
+    `flush` flushes the dead-letter producer."""
+    step = AggregatorStep(aggregator, max_records, poll_timeout_ms, flush)
+    return ConsumerLoop(step, stop, max_records=max_records)

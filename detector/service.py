@@ -1,4 +1,6 @@
-"""The Kafka loop: poll frames, batch, classify, produce detections, then commit.
+"""The detector's step on the shared consumer loop (moodstream.consumer): frames are
+batched, classified and their detections produced; the loop commits a batch once
+confirm() says every send of it was acknowledged, and rewinds it otherwise.
 
 Commit after acknowledgement. A batch's input offsets are committed only once every send
 made for it is acknowledged by the broker: its detections, the dead letters of its bad
@@ -6,10 +8,10 @@ frames and their "skipped" detections (producer.flush(), then each future's resu
 the broker refused, or left unanswered for delivery_timeout_ms, fails the whole batch:
 
 - nothing of it is committed;
-- the consumer is rewound to the batch's first offset in each partition it still owns, so
-  the batch's frames are read and processed again; records of those partitions already
-  polled behind the batch are dropped, the rewind re-reads them too. A partition lost in a
-  rebalance needs no rewind: its next owner starts from the last commit;
+- the loop rewinds the consumer to the batch's first offset in each partition it still
+  owns, so the batch's frames are read and processed again; records of those partitions
+  already polled behind the batch are dropped, the rewind re-reads them too. A partition
+  lost in a rebalance needs no rewind: its next owner starts from the last commit;
 - the producer is replaced: one whose idempotence state the broker lost fails every later
   send (seen on the embedded broker after a restart);
 - the loop waits (capped exponential backoff, 0.5 to 5 s) and carries on polling.
@@ -29,8 +31,8 @@ headers parsed, also to the detections topic as a DetectionMessage with `skipped
 reason's kind and no faces, so the aggregator counts the frame as handled.
 
 Frames are batched across partitions, so one inference call serves several cameras. A
-partition revoked in a rebalance first has its pending batch flushed (and committed when
-delivered).
+partition revoked in a rebalance first has its pending batch handed on (drain(), and
+committed when delivered).
 """
 
 from __future__ import annotations
@@ -39,18 +41,17 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter as PromCounter
 
 from detector.batching import FrameBatch
-from detector.delivery import Backoff, unacknowledged
 from detector.metrics import DetectorMetrics
 from detector.pipeline import FramePipeline, PendingFrame, PoisonFrame
 from detector.settings import DetectorSettings
 from moodstream.clients import ensure_topics, kafka_consumer, kafka_producer
+from moodstream.consumer import ConsumerLoop, Handoff, Step, close_quietly, unacknowledged
 from moodstream.deadletter import DeadLetterSender, reason_kind, send_or_fail
 from moodstream.schemas import SKIPPED_STALE, DetectionMessage, FrameHeaders, MessageError
 from moodstream.topics import Topics
@@ -71,21 +72,16 @@ def detector_producer(settings: DetectorSettings):
                           max_block_ms=min(10_000, delivery_ms))
 
 
-class _FlushOnRevoke(ConsumerRebalanceListener):
-    def __init__(self, service: "DetectorService"):
-        self.service = service
+@dataclass
+class _Sent:
+    """A handed-off batch: its detections, and the error that stopped it being sent."""
 
-    def on_partitions_revoked(self, revoked):
-        # Hand the work on before another worker gets these partitions; no backoff inside
-        # the rebalance: an undelivered batch is simply left uncommitted for the next owner.
-        self.service.flush(backoff=False)
-
-    def on_partitions_assigned(self, assigned):
-        self.service.assigned = sorted(tp.partition for tp in assigned)
-        log.info("partitions assigned: %s", ",".join(map(str, self.service.assigned)) or "none")
+    batch: FrameBatch
+    messages: list[DetectionMessage] = field(default_factory=list)
+    error: Exception | None = None
 
 
-class DetectorService:
+class DetectorService(Step):
     def __init__(self, settings: DetectorSettings, pipeline: FramePipeline | None = None,
                  stop: threading.Event | None = None):
         self.settings = settings
@@ -97,17 +93,23 @@ class DetectorService:
             self.attach(pipeline)
         self.counters: Counter = Counter()
         self.metrics = DetectorMetrics()
-        self.assigned: list[int] = []
         self.deadletters = DeadLetterSender(None, self.topics.deadletter)
-        self.consumer = None
-        self.backoff = Backoff()
-        self.rewound: set = set()  # partitions rewound since the last poll
+        self.loop = ConsumerLoop(self, self.stop)
         self.metrics_stale = PromCounter(
             "detector_stale_frames", "Live frames not analysed: read more than max_lag_s "
             "after capture (the detector was behind)", ["camera"], registry=self.metrics.registry)
         self._connected_at: float | None = None
         self._first_record_at: float | None = None
         self._delivered_once = False
+        self._next_stats = time.monotonic() + STATS_EVERY_S
+
+    @property
+    def consumer(self):
+        return self.loop.consumer
+
+    @property
+    def assigned(self) -> list[int]:
+        return sorted(tp.partition for tp in self.loop.assigned)
 
     @property
     def producer(self):
@@ -125,12 +127,11 @@ class DetectorService:
         # detector first saw a burst's frames 130-220 ms after capture, with 50 ms ~25 ms.
         # So a fetch waits no longer than the batch waits for crops.
         fetch_wait_ms = int(min(500, max(10, self.settings.max_wait_ms)))
-        self.consumer = kafka_consumer(self.settings, self.settings.group_id, [self.topics.frames],
-                                       assign=self.settings.assign, listener=_FlushOnRevoke(self),
-                                       max_poll_records=max(16, self.settings.max_batch or 64),
-                                       fetch_max_wait_ms=fetch_wait_ms)
-        if self.settings.assign == "all":  # no rebalance will ever tell us
-            self.assigned = sorted(tp.partition for tp in self.consumer.assignment())
+        self.loop.attach(kafka_consumer(
+            self.settings, self.settings.group_id, [self.topics.frames],
+            assign=self.settings.assign, listener=self.loop.listener,
+            max_poll_records=max(16, self.settings.max_batch or 64),
+            fetch_max_wait_ms=fetch_wait_ms))
         self._connected_at = time.monotonic()
 
     def new_producer(self):
@@ -145,38 +146,56 @@ class DetectorService:
         return FrameBatch(self.pipeline.max_batch, self.settings.max_wait_ms)
 
     def run(self) -> None:
-        """Until stop is set; the pending batch is flushed on the way out."""
-        next_stats = time.monotonic() + STATS_EVERY_S
+        """Until stop is set; the pending batch is handed on on the way out."""
         try:
-            while not self.stop.is_set():
-                wait_ms = int(self.batch.wait_left_s() * 1000) if not self.batch.empty else 500
-                polled = self.consumer.poll(timeout_ms=max(1, wait_ms))
-                self.counters["polls_with_records"] += bool(polled)
-                self.handle_polled(polled)
-                if self.batch.due:
-                    self.flush()
-                if time.monotonic() >= next_stats:
-                    self.log_stats()
-                    next_stats = time.monotonic() + STATS_EVERY_S
+            self.loop.run()
         finally:
-            self.flush(backoff=False)
             self.log_stats()
 
-    def handle_polled(self, polled: dict) -> None:
-        """One poll's records; a batch that fills up is flushed on the way."""
-        # A rewind made inside poll() (a revoke-time flush) is already behind us: the new
-        # assignment starts from the committed offsets.
-        self.rewound.clear()
-        for records in polled.values():
-            for record in records:
-                if (record.topic, record.partition) in self.rewound:
-                    continue  # behind a failed batch: the rewind reads it again
-                self.handle(record)
-                # Full; or, until the first detections are out, due by time: a backlog at
-                # start-up would otherwise show nothing before max_batch frames are done.
-                # Later batches fill up (LiteRT reallocates on every new batch size).
-                if self.batch.full or (self.batch.due and not self._delivered_once):
-                    self.flush()
+    # --- the loop's hooks (moodstream.consumer.Step) ---
+    def poll_timeout_ms(self) -> int:
+        return int(self.batch.wait_left_s() * 1000) if not self.batch.empty else 500
+
+    def process(self, records) -> Iterator[Handoff]:
+        """One poll's records into batches; a batch that fills up is handed on at once."""
+        for record in records:
+            self.handle(record)
+            # Full; or, until the first detections are out, due by time: a backlog at
+            # start-up would otherwise show nothing before max_batch frames are done.
+            # Later batches fill up (LiteRT reallocates on every new batch size).
+            if self.batch.full or (self.batch.due and not self._delivered_once):
+                yield self._hand_off()
+        yield from self.on_idle()
+
+    def on_idle(self) -> list[Handoff]:
+        if time.monotonic() >= self._next_stats:
+            self.log_stats()
+            self._next_stats = time.monotonic() + STATS_EVERY_S
+        return [self._hand_off()] if self.batch.due else []
+
+    def drain(self) -> list[Handoff]:
+        return [] if self.batch.empty else [self._hand_off()]
+
+    def confirm(self, handoff: Handoff) -> bool:
+        """Every send of the batch acknowledged: count its detections (the loop commits).
+        Else log it and replace the producer (the loop rewinds and backs off)."""
+        sent: _Sent = handoff.work
+        timeout_s = self.settings.delivery_timeout_ms / 1000.0 + FLUSH_MARGIN_S
+        failures = ([sent.error] if sent.error is not None
+                    else unacknowledged(self.producer.flush, sent.batch.sends, timeout_s))
+        if failures:
+            self._undelivered(sent.batch, failures)
+            return False
+        self._count_delivered(sent.messages)
+        if sent.messages and not self._delivered_once:
+            self._delivered_once = True
+            log.info("first detections delivered %.2f s after connecting", self._since_connected())
+        return True
+
+    def flush(self, backoff: bool = True) -> bool:
+        """Hand the pending batch on now, and commit it once delivered (else rewind it).
+        Returns whether it was delivered."""
+        return self.loop.settle(self.drain(), backoff=backoff)
 
     def handle(self, record) -> None:
         """Into the batch; dead-lettered (and announced as skipped) when unusable; announced
@@ -253,34 +272,21 @@ class DetectorService:
                         headers.session_id, headers.seq, str(exc)[:200])
             return None
 
-    def flush(self, backoff: bool = True) -> bool:
-        """Classify the batch and send its detections; commit its offsets when every send
-        of the batch is acknowledged, else rewind (see the module docstring). Returns
-        whether the batch was delivered."""
+    def _hand_off(self) -> Handoff:
+        """Classify the batch and send its detections; confirm() learns if they arrived."""
         batch = self.batch
-        if batch.empty:
-            return True
         self.batch = self._new_batch()
+        sent = _Sent(batch)
         try:
-            messages = self._detections(batch)
+            sent.messages = self._detections(batch)
         except Exception as exc:  # noqa: BLE001 - the model failed: retry the batch, never drop it
             log.exception("classifying a batch of %d frames failed", len(batch))
-            return self._redeliver(batch, [exc], backoff)
-        for message in messages:
+            sent.error = exc
+        for message in sent.messages:
             batch.sends.append(send_or_fail(self.producer, self.topics.detections,
                                             key=message.camera_id.encode(),
                                             value=message.to_bytes()))
-        timeout_s = self.settings.delivery_timeout_ms / 1000.0 + FLUSH_MARGIN_S
-        failures = unacknowledged(self.producer, batch.sends, timeout_s)
-        if failures:
-            return self._redeliver(batch, failures, backoff)
-        self.backoff.reset()
-        self._count_delivered(messages)
-        self.commit(batch.offsets)
-        if messages and not self._delivered_once:
-            self._delivered_once = True
-            log.info("first detections delivered %.2f s after connecting", self._since_connected())
-        return True
+        return Handoff(batch.offsets, batch.starts, sent)
 
     def _detections(self, batch: FrameBatch) -> list[DetectionMessage]:
         """One message per entry, in input order; a frame whose message cannot be built is
@@ -308,28 +314,15 @@ class DetectorService:
         skipped = self.skipped(frame.headers, reason)
         return [skipped] if skipped is not None else []
 
-    def _redeliver(self, batch: FrameBatch, failures: list, backoff: bool) -> bool:
-        """The batch was not delivered: no commit; re-read it with a fresh producer."""
+    def _undelivered(self, batch: FrameBatch, failures: list) -> None:
+        """Not delivered: no commit; the loop re-reads the batch, with a fresh producer."""
         self.counters["delivery_failed"] += 1
         first = failures[0]
         log.error("batch of %d sends not delivered (%d failed, first: %s: %s); offsets not "
                   "committed, re-reading %s", len(batch.sends), len(failures),
                   type(first).__name__, str(first)[:200], _describe(batch.starts))
-        self._rewind(batch.starts)
         if not self.stop.is_set():  # on the way out, a next run re-reads it anyway
             self._replace_producer()
-        if backoff:
-            self.stop.wait(self.backoff.next_s())
-        return False
-
-    def _rewind(self, starts: dict) -> None:
-        owned = self.consumer.assignment()
-        for (topic, partition), offset in starts.items():
-            tp = TopicPartition(topic, partition)
-            if tp in owned:  # a revoked one restarts from its last commit at its next owner
-                self.consumer.seek(tp, offset)
-                self.rewound.add((topic, partition))
-        self.counters["rewinds"] += 1
 
     def _replace_producer(self) -> None:
         try:
@@ -338,7 +331,7 @@ class DetectorService:
             log.warning("no new producer yet (%s); keeping the old one", type(exc).__name__)
             return
         old, self.producer = self.producer, fresh
-        _close_quietly(old, timeout=0)
+        close_quietly(old, timeout=0)
 
     def _count_delivered(self, messages: list[DetectionMessage]) -> None:
         for message in messages:
@@ -350,38 +343,19 @@ class DetectorService:
             self.counters["excluded_faces"] += message.excluded_faces
             self.metrics.observe(message)
 
-    def commit(self, offsets: dict) -> None:
-        if not offsets:
-            return
-        payload = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
-        try:
-            self.consumer.commit(payload)
-        except (CommitFailedError, KafkaError) as exc:
-            # The group moved on (rebalance): the new owner re-reads these frames; the
-            # aggregator counts a frame once, so a redelivery is harmless.
-            self.counters["commit_failed"] += 1
-            log.warning("offset commit failed (%s); frames will be redelivered", type(exc).__name__)
-
     def log_stats(self) -> None:
         stats = Counter(self.counters)
+        stats.update(self.loop.counts)
         stats["deadletter"] = self.deadletters.total
         stats.update({f"deadletter:{kind}": n for kind, n in self.deadletters.counts.items()})
         log.info("stats %s", " ".join(f"{k}={v}" for k, v in sorted(stats.items())))
 
     def close(self) -> None:
         self.metrics.close()
-        for client in (self.consumer, self.producer):
-            _close_quietly(client)
+        self.loop.close()
+        close_quietly(self.producer)
 
 
 def _describe(starts: dict) -> str:
     return ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(starts.items())) or "nothing"
 
-
-def _close_quietly(client, **kwargs) -> None:
-    if client is None:
-        return
-    try:
-        client.close(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - closing must not mask the real error
-        log.warning("closing %s failed: %s", type(client).__name__, exc)

@@ -139,6 +139,9 @@ def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
     sent = []
 
     class Consumer:
+        def assignment(self):
+            return set()
+
         def commit(self, offsets):
             sent.append(("commit", sorted(offsets.values())[0].offset))
 
@@ -151,7 +154,8 @@ def test_metrics_count_frames_faces_and_dead_letters(yunet, emotion_model):
         offset, value = 6, b""
 
     service = DetectorService(DetectorSettings.load(), FramePipeline(yunet, emotion_model, Trackers()))
-    service.producer, service.consumer = Producer(sent), Consumer()
+    service.producer = Producer(sent)
+    service.loop.attach(Consumer())
     port = free_port()
     service.metrics.serve(port, "127.0.0.1")
     try:

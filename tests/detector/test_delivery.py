@@ -14,11 +14,11 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
 
-from detector.delivery import Backoff, NotAcknowledged, unacknowledged
 from detector.pipeline import FramePipeline
 from detector.service import DetectorService
 from detector.settings import DetectorSettings
 from detector.tracking import Trackers
+from moodstream.consumer import Backoff
 from moodstream.schemas import DetectionMessage, FrameHeaders
 from tests.detector.conftest import clip_frames, jpeg
 
@@ -90,7 +90,8 @@ def service(yunet, emotion_model):
 
     svc = DetectorService(DetectorSettings.load(),
                           FramePipeline(yunet, emotion_model, Trackers(), max_batch=64))
-    svc.consumer, svc.new_producer, svc.backoff = Consumer(), new_producer, Backoff(0.0, 0.0)
+    svc.loop.attach(Consumer())
+    svc.new_producer, svc.loop.backoff = new_producer, Backoff(0.0, 0.0)
     svc.made = made
     return svc
 
@@ -103,7 +104,7 @@ def test_a_failed_detection_is_not_committed_and_the_batch_is_read_again(service
     assert service.flush() is False
     assert service.consumer.commits == []  # the failure is not committed...
     assert service.consumer.seeks == {(FRAMES, 0): 5, (FRAMES, 1): 3}  # ...but re-read
-    assert service.counters["delivery_failed"] == 1 and service.rewound == {(FRAMES, 0), (FRAMES, 1)}
+    assert service.counters["delivery_failed"] == 1 and service.loop.rewound == {(FRAMES, 0), (FRAMES, 1)}
     assert broken.closed and service.producer is service.made[0]  # a fresh producer
     for r in batch:  # what the rewind reads again
         service.handle(r)
@@ -146,7 +147,7 @@ def test_records_polled_behind_a_failed_batch_are_left_to_the_rewind(service):
     service.producer = Producer(failing={"moodstream.detections"})
     polled = {TopicPartition(FRAMES, 0): [record(5), record(6, seq=1)],
               TopicPartition(FRAMES, 1): [record(3, partition=1, seq=2)]}
-    service.handle_polled(polled)
+    service.loop.take(polled)
     # offset 5 filled the batch and failed: 6 waits for the rewind; partition 1 goes on with
     # the fresh producer and is committed on its own
     assert service.consumer.seeks == {(FRAMES, 0): 5}
@@ -155,7 +156,7 @@ def test_records_polled_behind_a_failed_batch_are_left_to_the_rewind(service):
 
 
 def test_a_revoked_partition_is_left_to_its_next_owner(service):
-    service.consumer = Consumer(owned=[(FRAMES, 1)])
+    service.loop.attach(Consumer(owned=[(FRAMES, 1)]))
     service.producer = Producer(failing={"moodstream.detections"})
     service.handle(record(5))
     service.handle(record(3, partition=1, seq=1))
@@ -196,17 +197,3 @@ def test_a_model_failure_retries_the_batch_instead_of_dropping_it(service, monke
     assert service.flush() is False
     assert service.consumer.commits == [] and service.consumer.seeks == {(FRAMES, 0): 5}
     assert service.deadletters.total == 0
-
-
-def test_unacknowledged_names_each_failure():
-    ok, bad, pending = Future().success(None), Future().failure(KafkaTimeoutError("x")), Future()
-    failures = unacknowledged(Producer(), [ok, bad, pending], 1.0)
-    assert isinstance(failures[0], KafkaTimeoutError) and isinstance(failures[1], NotAcknowledged)
-    assert unacknowledged(Producer(), [ok], 1.0) == []
-
-
-def test_backoff_doubles_up_to_its_cap_and_resets():
-    backoff = Backoff(0.5, 5.0)
-    assert [backoff.next_s() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
-    backoff.reset()
-    assert backoff.next_s() == 0.5
