@@ -53,10 +53,11 @@ class ThresholdRules:
         for camera_id, entry in raw.items():
             thresholds = parse_thresholds(entry)
             if thresholds is None:
-                self._log_change(camera_id, entry, "ignored an invalid entry (defaults apply)")
+                self._log_change(camera_id, entry, logging.WARNING,
+                                 "ignored an invalid entry (defaults apply)")
                 continue
             self._rules[camera_id] = self._rule(thresholds)
-            self._log_change(camera_id, entry, f"now {thresholds}")
+            self._log_change(camera_id, entry, logging.INFO, f"now {thresholds}")
         for camera_id in self._stored.keys() - raw.keys():
             log.info("alert thresholds of camera %.60r removed: defaults apply", camera_id)
         self._stored = raw
@@ -66,6 +67,6 @@ class ThresholdRules:
                                    resolve_threshold=thresholds.resolve_threshold,
                                    min_duration_s=thresholds.min_duration_s)
 
-    def _log_change(self, camera_id: str, entry: str, what: str) -> None:
-        if self._stored.get(camera_id) != entry:
-            log.info("alert thresholds of camera %.60r: %s", camera_id, what)
+    def _log_change(self, camera_id: str, entry: str, level: int, what: str) -> None:
+        if self._stored.get(camera_id) != entry:  # once per change, not once per read
+            log.log(level, "alert thresholds of camera %.60r: %s", camera_id, what)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -168,3 +169,13 @@ def test_closing_a_session_resolves_its_open_alert_before_the_summary(make_store
         ("resolved", "session_closed")]
     assert not redis_conn.hexists(keys.open_alerts, "cam1")
     assert redis_conn.hget(keys.camera_live("cam1"), "alert") == ""
+
+
+def test_each_camera_follows_its_own_rule():
+    strict = dataclasses.replace(RULE, threshold=0.2, min_duration_s=1.0)
+    monitor = AlertMonitor(RULE, rules=lambda camera: strict if camera == "strict" else RULE)
+    mild = [-0.3] * 40  # inside RULE's threshold (0.4), past the strict one (0.2)
+    assert feed(monitor, mild, camera="calm") == []
+    events = feed(monitor, mild, camera="strict")
+    assert events == [(1.1, "opened")]  # breach from 0.1 s (min_faces), 1 s long
+    assert monitor.cameras["strict"].alert["threshold"] == -0.2
