@@ -1,10 +1,11 @@
 """`moodstream demo | analyze | report | sessions`: the product's front door.
 
 demo     run every service on embedded (or external) servers with live demo cameras
-analyze  push recorded videos through the full distributed path and write reports
+analyze  push recorded videos and still images through the full distributed path, write reports
 report   export the report of any session, or of a camera's day or week, of a running system
 sessions list the sessions a running system knows
 backfill-rollups  rebuild the hourly rollups from the session summaries that remain
+roi-preview  draw a camera's ROI exclusion zones over one grabbed frame, into a local image
 """
 
 from __future__ import annotations
@@ -129,20 +130,47 @@ def _session_status(redis_client, keys, session_id: str) -> str:
 
 # ---------------------------------------------------------------- analyze
 
-def cmd_analyze(args, settings: CommonSettings) -> int:
-    videos = [Path(v) for v in args.videos]
+def _analyze_inputs(args) -> tuple[list[Path], list]:
+    """Videos (checked) and still jobs with a readable image; one line per unreadable image."""
+    from moodstream.still_jobs import InputError, split_inputs
+    try:
+        videos, still_jobs = split_inputs([Path(v) for v in args.inputs])
+    except InputError as exc:
+        raise UserError(str(exc)) from None
     for video in videos:
         check_video(video)
+    for path, why in (item for job in still_jobs for item in job.unreadable):
+        print(f"moodstream: skipped image {path}: {why}", file=sys.stderr)
+    still_jobs = [job for job in still_jobs if job.stills]
+    if not videos and not still_jobs:
+        raise UserError("nothing to analyse: no image could be read")
+    return videos, still_jobs
+
+
+def _annotate_dir(args) -> Path | None:
+    from moodstream.annotate import AnnotateError, check_annotate_dir
+    try:
+        return check_annotate_dir(args.annotate) if args.annotate else None
+    except AnnotateError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_analyze(args, settings: CommonSettings) -> int:
+    videos, still_jobs = _analyze_inputs(args)
+    annotate = _annotate_dir(args)
     report_fmt = format_for(args.report, args.format)
     taken: set[str] = set()
-    jobs = [(v, camera_id_for(v, taken)) for v in videos]
-    jobs = [(v, cam, new_session_id(cam)) for v, cam in jobs]
-    for _v, cam, sid in jobs:
+    # (source, camera, session, still job or None); a still job's source is made in the stack
+    jobs = [(v, camera_id_for(v, taken), None) for v in videos] + [
+        (None, camera_id_for(Path(job.name), taken), job) for job in still_jobs]
+    jobs = [(v, cam, new_session_id(cam), still) for v, cam, still in jobs]
+    for _v, cam, sid, _still in jobs:
         check_report_path(report_path_for(args.report, sid, cam, len(jobs) > 1))
     log_dir = Path(tempfile.mkdtemp(prefix="moodstream-analyze-"))
     with Stack(settings, log_dir=log_dir) as stack:
         from moodstream.clients import ensure_topics, redis_client
         ensure_topics(stack.settings)
+        collector = _still_collector(stack, jobs)
         r = redis_client(stack.settings)
         keys = _redis_keys(stack.settings)
         # One detector and one aggregator on a broker of our own: they read every partition
@@ -154,8 +182,10 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
                     "--end-grace-s", str(args.timeout), *_group(stack, "aggregator"), *assign)
         stack.start("detector", *(["--model", args.model] if args.model else []),
                     *_group(stack, "detector"), *assign)
-        ingests = [_start_file_ingest(stack, video, cam, sid, args.fps) for video, cam, sid in jobs]
-        _log_first_detection(r, keys, [sid for _v, _c, sid in jobs], args.timeout)
+        ingests = [_start_file_ingest(stack, still.link_folder(log_dir / "stills"), cam, sid, 0)
+                   if still else _start_file_ingest(stack, video, cam, sid, args.fps)
+                   for video, cam, sid, still in jobs]
+        _log_first_detection(r, keys, [sid for _v, _c, sid, _s in jobs], args.timeout)
         deadline = time.monotonic() + args.timeout
         while not all(ingest.state == "done" for ingest in ingests):
             stack.supervise()  # restarts a crashed worker; ServiceFailed on a crash loop
@@ -163,18 +193,48 @@ def cmd_analyze(args, settings: CommonSettings) -> int:
                 late = next(i.name for i in ingests if i.state != "done")
                 raise ServiceFailed(f"{late} did not finish within {args.timeout}s")
             time.sleep(0.2)
-        for _v, cam, sid in jobs:
+        for _v, cam, sid, _still in jobs:
             done = wait_until(lambda: _session_status(r, keys, sid) == "closed",
                               max(5.0, deadline - time.monotonic()), check=stack.supervise)
             if not done:
                 raise ServiceFailed(f"session {sid} of {cam} was not closed in time "
                                     f"(logs in {log_dir})")
-        for _v, cam, sid in jobs:
+        for _v, cam, sid, still in jobs:
+            path = report_path_for(args.report, sid, cam, len(jobs) > 1)
             report = build_report(r, keys, sid)
-            path = _write(report, report_path_for(args.report, sid, cam, len(jobs) > 1),
-                          report_fmt)
-            print(_summary_line(path, report))
+            if still is None:
+                print(_summary_line(_write(report, path, report_fmt), report))
+            else:
+                _write_stills(report, still, collector, path, report_fmt, annotate)
     return 0
+
+
+def _still_collector(stack: Stack, jobs: list):
+    """Reads the still jobs' detections (their boxes) from before any frame is published."""
+    from moodstream.still_jobs import DetectionCollector
+    session_ids = [sid for _v, _c, sid, still in jobs if still]
+    if not session_ids:
+        return None
+    collector = DetectionCollector(stack.settings, session_ids)
+    stack.on_stop(collector.close)
+    return collector
+
+
+def _write_stills(report: dict, job, collector, path: Path, fmt: str,
+                  annotate: Path | None) -> None:
+    """One entry per image (boxes from the detections), then the annotated copies."""
+    from moodstream.annotate import write_annotated
+    from moodstream.still_reports import render_stills, still_report, stills_summary
+    expected = report["frames_processed"] + report["skipped_frames"]
+    detections = collector.wait_for(report["session_id"], expected, timeout_s=60.0)
+    if len(detections) < expected:
+        raise ServiceFailed(f"only {len(detections)} of {expected} detections of "
+                            f"{report['session_id']} were read back for its image boxes")
+    report = still_report(report, job, detections)
+    print(stills_summary(_write(report, path, fmt, renderer=render_stills), report))
+    if annotate:
+        written = write_annotated(report["images"], annotate)
+        print(f"annotated {len(written)} image(s) in {annotate}")
 
 
 def _log_first_detection(r, keys, session_ids: list[str], timeout_s: float) -> None:
@@ -358,8 +418,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8050)
     d.add_argument("--fps", type=float, default=5.0, help="frames per second sampled per camera")
-    a = sub.add_parser("analyze", help="analyse recorded videos end to end and write reports")
-    a.add_argument("videos", nargs="+", metavar="VIDEO")
+    a = sub.add_parser("analyze", help="analyse recorded videos and still images end to end "
+                                       "and write reports")
+    a.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video file, image (.jpg .jpeg .png .webp) or folder of images")
+    a.add_argument("--annotate", metavar="DIR",
+                   help="write copies of the images with faces boxed and labelled into this "
+                        "local folder (only then are face images written anywhere)")
     a.add_argument("--report", required=True, help="output path; .json, .csv or .html")
     a.add_argument("--format", choices=("json", "csv", "html"))
     a.add_argument("--fps", type=float, default=0, help="sample rate; 0 = every frame")

@@ -114,6 +114,7 @@ class Stack:
     _embedded: list = field(default_factory=list)
     _server_crashes: dict = field(default_factory=dict)
     _health: HealthBoard | None = None
+    _stop_hooks: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, LauncherSettings):
@@ -305,7 +306,16 @@ class Stack:
 
     # ------------------------------------------------------------ stop
 
+    def on_stop(self, hook) -> None:
+        """Call `hook()` first when the stack stops (a client of its servers closes
+        before they go)."""
+        self._stop_hooks.append(hook)
+
     def stop(self, timeout: float = 10.0) -> None:
+        for hook in reversed(self._stop_hooks):
+            with contextlib.suppress(Exception):
+                hook()
+        self._stop_hooks.clear()
         if self._health:
             self._health.clear()
             self._health = None
