@@ -181,10 +181,11 @@ class HourlyRollups:
         return written
 
     def _prune(self, cameras: set[str], now: float) -> None:
-        for camera in cameras:
-            if now - self._pruned.get(camera, 0.0) >= PRUNE_EVERY_S:
-                self._pruned[camera] = now
-                self.writer.prune(camera, now)
+        """Once an hour per camera (HKEYS of up to a year of hours is not for every pass)."""
+        due = {c for c in cameras if now - self._pruned.get(c, 0.0) >= PRUNE_EVERY_S}
+        if due:
+            self._pruned.update(dict.fromkeys(due, now))
+            self.writer.prune(due, now)
 
 
 def _float(value) -> float | None:

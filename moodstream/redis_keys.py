@@ -70,11 +70,21 @@ Hourly rollups per camera (``H`` = the hour's start, epoch seconds, a multiple o
                                        the sum of that hour's parts. TTL the rollup TTL
                                        (default 400 days), refreshed on write; fields older
                                        than it are pruned by the aggregator
+    {p}:camera:{cam:C}:rollup:daily
+                                 HASH  "<D>" (the UTC day's start) -> packed sum of the
+                                       day's hourly rollups (people: summed per hour),
+                                       re-summed with every write of one of its hours
     {p}:camera:{cam:C}:rollup:parts:H
                                  HASH  session S -> packed rollup of S's seconds in hour H
                                        (a part). Parts are recomputed and SET, never
                                        incremented, so a recompute, a redelivery or a
                                        restart cannot count twice; TTL the summary TTL
+    {p}:rollup:cameras           SET   cameras that have rollups (the cameras index is
+                                       pruned after the bucket TTL; rollups live longer)
+    {p}:rollup:site:hourly       HASH  "<H>" -> packed sum over every camera of hour H,
+    {p}:rollup:site:daily        HASH  "<D>" -> of day D: recomputed (SET) after each write
+                                       of one of its camera-hours; what History's "all
+                                       cameras" view reads (one key instead of one a camera)
     {p}:rollups:pending          ZSET  sessions seen open by the rollup writer, score = when
                                        first seen; a member whose session has closed gets
                                        every hour it covers finalised, then leaves the set
@@ -198,8 +208,19 @@ class RedisKeys:
     def rollup_hourly(self, camera_id: str) -> str:
         return self._camera(camera_id, "rollup:hourly")
 
+    def rollup_daily(self, camera_id: str) -> str:
+        return self._camera(camera_id, "rollup:daily")
+
     def rollup_parts(self, camera_id: str, hour: int) -> str:
         return self._camera(camera_id, f"rollup:parts:{hour}")
+
+    @property
+    def rollup_cameras(self) -> str:
+        return f"{self.prefix}:rollup:cameras"
+
+    def rollup_site(self, period: str) -> str:
+        """The site's (every camera's) rollups, period "hourly" or "daily"."""
+        return f"{self.prefix}:rollup:site:{period}"
 
     @property
     def rollups_pending(self) -> str:

@@ -23,21 +23,44 @@ from typing import Any, Iterable, Mapping
 import redis
 
 from moodstream.emotions import EMOTIONS
-from moodstream.redis_keys import ROLLUP_FIELDS, RedisKeys, pack_rollup
+from moodstream.redis_keys import ROLLUP_FIELDS, RedisKeys, pack_rollup, parse_rollup
 from moodstream.schemas import valid_id
 
 log = logging.getLogger(__name__)
 
 HOUR_S = 3600
+DAY_S = 86400
 DEFAULT_ROLLUP_TTL_S = 400 * 86400
 PEOPLE = ROLLUP_FIELDS.index("people")
 
-# KEYS: parts hash of (camera, hour), the camera's hourly hash. ARGV: hour, session, packed
-# part ("" = the session has nothing in this hour: drop its part), parts TTL, rollup TTL,
-# "nx" to keep an existing part (the backfill never replaces what the buckets gave).
-# Re-sums every part of the hour and SETs the hour's rollup (deleted when no part is left).
-WRITE_PART = """
-local hour, session, part = ARGV[1], ARGV[2], ARGV[3]
+# Sums packed rollups (a Lua table of strings) field by field; nil when there are none.
+_SUM = """
+local function sum_packed(rows)
+  local sums, n = {}, 0
+  for _, packed in ipairs(rows) do
+    if packed then
+      local i = 0
+      for value in string.gmatch(packed, '[^,]+') do
+        i = i + 1
+        sums[i] = (sums[i] or 0) + (tonumber(value) or 0)
+      end
+      n = n + 1
+    end
+  end
+  if n == 0 then return nil end
+  local out = {}
+  for i = 1, #sums do out[i] = string.format('%.10g', sums[i]) end
+  return table.concat(out, ',')
+end
+"""
+
+# KEYS: parts hash of (camera, hour), the camera's hourly and daily hashes (one slot: the
+# camera's hash tag). ARGV: hour, session, packed part ("" = the session has nothing in
+# this hour: drop its part), parts TTL, rollup TTL, "nx" to keep an existing part (the
+# backfill never replaces what the buckets gave). Re-sums the hour from its parts and the
+# day from its hours, and SETs both (a sum with nothing left is deleted).
+WRITE_PART = _SUM + """
+local hour, session, part = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local parts_ttl, rollup_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 if part == '' then
   redis.call('HDEL', KEYS[1], session)
@@ -46,26 +69,32 @@ elseif ARGV[6] == 'nx' then
 else
   redis.call('HSET', KEYS[1], session, part)
 end
-local sums, n = {}, 0
-for _, packed in ipairs(redis.call('HVALS', KEYS[1])) do
-  local i = 0
-  for value in string.gmatch(packed, '[^,]+') do
-    i = i + 1
-    sums[i] = (sums[i] or 0) + (tonumber(value) or 0)
-  end
-  n = n + 1
+local function set_or_drop(key, field, packed)
+  if packed then redis.call('HSET', key, field, packed) else redis.call('HDEL', key, field) end
 end
-if n == 0 then
-  redis.call('HDEL', KEYS[2], hour)
-  return 0
-end
-local out = {}
-for i = 1, #sums do out[i] = string.format('%.10g', sums[i]) end
-redis.call('HSET', KEYS[2], hour, table.concat(out, ','))
+set_or_drop(KEYS[2], hour, sum_packed(redis.call('HVALS', KEYS[1])))
+local day, hours = hour - hour % 86400, {}
+for h = 0, 23 do hours[h + 1] = day + h * 3600 end
+set_or_drop(KEYS[3], day, sum_packed(redis.call('HMGET', KEYS[2], unpack(hours))))
 if parts_ttl > 0 then redis.call('EXPIRE', KEYS[1], parts_ttl) end
-if rollup_ttl > 0 then redis.call('EXPIRE', KEYS[2], rollup_ttl) end
-return n
+if rollup_ttl > 0 then
+  redis.call('EXPIRE', KEYS[2], rollup_ttl)
+  redis.call('EXPIRE', KEYS[3], rollup_ttl)
+end
+return 1
 """
+
+def sum_rollups(packed: Iterable[str | None]) -> list[float] | None:
+    """Field-wise sum of packed rollups; None when there is none."""
+    rows = [values for values in map(parse_rollup, packed) if values]
+    return [sum(column) for column in zip(*rows)] if rows else None
+
+
+def _set_or_drop(pipe, key: str, field: int, values: list[float] | None) -> None:
+    if values:
+        pipe.hset(key, field, pack_rollup(values))
+    else:
+        pipe.hdel(key, field)
 
 
 def hour_of(ts: float) -> int:
@@ -103,25 +132,62 @@ class RollupWriter:
         self._write = client.register_script(WRITE_PART)
 
     def write(self, parts: Iterable[PartWrite], keep_existing: bool = False) -> int:
-        """Store each part and re-sum its hour; returns how many parts were written."""
-        pipe, n = self.r.pipeline(transaction=False), 0
+        """Store each part, re-sum its camera's hour and day, then the site's; returns how
+        many parts were written."""
+        parts = list(parts)
+        if not parts:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
         for p in parts:
             packed = pack_rollup(p.values) if p.values and p.values[0] > 0 else ""
             self._write(keys=[self.keys.rollup_parts(p.camera_id, p.hour),
-                              self.keys.rollup_hourly(p.camera_id)],
+                              self.keys.rollup_hourly(p.camera_id),
+                              self.keys.rollup_daily(p.camera_id)],
                         args=[p.hour, p.session_id, packed, self.parts_ttl_s,
                               self.rollup_ttl_s, "nx" if keep_existing else ""], client=pipe)
-            n += 1
-        if n:
-            pipe.execute()
-        return n
+        pipe.sadd(self.keys.rollup_cameras, *{p.camera_id for p in parts})
+        pipe.execute()
+        self.refresh_site({p.hour for p in parts})
+        return len(parts)
 
-    def prune(self, camera_id: str, now: float) -> int:
-        """Drop the camera's hours older than the rollup TTL (the key's own TTL only ends a
-        camera that stopped writing)."""
+    def refresh_site(self, hours: Iterable[int]) -> None:
+        """SET the site's hours (sum over cameras) and their days (sum of the site's hours).
+
+        Summed client-side: cameras lie in different cluster slots. Two writers at once can
+        leave an hour one write behind; the next write of that hour puts it right."""
+        hours = sorted(set(hours))
+        cameras = sorted(self.r.smembers(self.keys.rollup_cameras))
+        pipe = self.r.pipeline(transaction=False)
+        for camera in cameras:
+            pipe.hmget(self.keys.rollup_hourly(camera), hours)
+        per_camera = pipe.execute()
+        site_hourly, site_daily = self.keys.rollup_site("hourly"), self.keys.rollup_site("daily")
+        days = sorted({hour - hour % DAY_S for hour in hours})
+        pipe = self.r.pipeline(transaction=False)
+        for i, hour in enumerate(hours):
+            _set_or_drop(pipe, site_hourly, hour, sum_rollups(row[i] for row in per_camera))
+        for day in days:
+            pipe.hmget(site_hourly, list(range(day, day + DAY_S, HOUR_S)))
+        daily = pipe.execute()[len(hours):]
+        pipe = self.r.pipeline(transaction=False)
+        for day, packed in zip(days, daily):
+            _set_or_drop(pipe, site_daily, day, sum_rollups(packed))
+        if self.rollup_ttl_s:
+            for key in (site_hourly, site_daily, self.keys.rollup_cameras):
+                pipe.expire(key, self.rollup_ttl_s)
+        pipe.execute()
+
+    def prune(self, cameras: Iterable[str], now: float) -> int:
+        """Drop the cameras' and the site's hours and days older than the rollup TTL (a
+        key's own TTL only ends a camera that stopped writing)."""
         if not self.rollup_ttl_s:
             return 0
-        key, cutoff = self.keys.rollup_hourly(camera_id), now - self.rollup_ttl_s
+        keys = [self.keys.rollup_site("hourly"), self.keys.rollup_site("daily")]
+        for camera in cameras:
+            keys += [self.keys.rollup_hourly(camera), self.keys.rollup_daily(camera)]
+        return sum(self._prune_key(key, now - self.rollup_ttl_s) for key in keys)
+
+    def _prune_key(self, key: str, cutoff: float) -> int:
         old = [h for h in self.r.hkeys(key) if not h.isdigit() or int(h) < cutoff]
         return self.r.hdel(key, *old) if old else 0
 

@@ -59,6 +59,24 @@ def rollups(r, keys, camera: str = "cam1") -> dict[int, list[float]]:
     return {int(h): parse_rollup(v) for h, v in r.hgetall(keys.rollup_hourly(camera)).items()}
 
 
+def assert_site_sums(r, keys, per_camera: dict[str, dict[int, list[float]]]) -> None:
+    """The site's hours are the cameras' sums, each day the sum of its hours, per camera too."""
+    site = {int(h): parse_rollup(v) for h, v in r.hgetall(keys.rollup_site("hourly")).items()}
+    wanted: dict[int, list[float]] = {}
+    for hours in per_camera.values():
+        for hour, row in hours.items():
+            wanted[hour] = [a + b for a, b in zip(wanted.get(hour, [0.0] * len(row)), row)]
+    assert_rollups(site, wanted)
+    for daily_key, hourly in [(keys.rollup_site("daily"), site)] + [
+            (keys.rollup_daily(c), rows) for c, rows in per_camera.items()]:
+        days = {int(d): parse_rollup(v) for d, v in r.hgetall(daily_key).items()}
+        assert sorted(days) == sorted({h - h % 86400 for h in hourly})
+        for day, row in days.items():
+            summed = [sum(col) for col in zip(*(v for h, v in hourly.items()
+                                                 if h - h % 86400 == day))]
+            assert row == pytest.approx(summed, rel=1e-6, abs=1e-4)
+
+
 def assert_rollups(actual: dict, wanted: dict) -> None:
     assert sorted(actual) == sorted(wanted)
     for hour, row in wanted.items():
@@ -121,6 +139,7 @@ def test_a_closed_session_has_every_hour_finalised(make_store, redis_conn, keys,
     writer.run(T0 + 6 * HOUR_S)
     assert_rollups(rollups(redis_conn, keys), expected(messages))
     assert len(expected(messages)) == 3
+    assert_site_sums(redis_conn, keys, {"cam1": expected(messages)})
     assert redis_conn.zscore(keys.rollups_pending, "s1") is None
 
 
@@ -148,8 +167,10 @@ def test_hours_past_retention_are_pruned(redis_conn, keys):
     old, recent = now - 20 * HOUR_S, now - 2 * HOUR_S
     redis_conn.hset(keys.rollup_hourly("cam1"), mapping={old: "1,0,0,0" + ",0" * 7,
                                                          recent: "1,0,0,0" + ",0" * 7})
-    assert hourly.writer.prune("cam1", now) == 1
+    redis_conn.hset(keys.rollup_site("hourly"), mapping={old: "1" + ",0" * 10})
+    assert hourly.writer.prune(["cam1"], now) == 2
     assert redis_conn.hkeys(keys.rollup_hourly("cam1")) == [str(recent)]
+    assert redis_conn.hlen(keys.rollup_site("hourly")) == 0
 
 
 def test_backfill_rebuilds_from_summaries_and_is_idempotent(make_store, redis_conn, keys, writer):
@@ -174,6 +195,7 @@ def test_backfill_rebuilds_from_summaries_and_is_idempotent(make_store, redis_co
             assert 1 <= rebuilt[camera][hour][3] <= row[3]
     backfill(redis_conn, keys, TTL, 0)
     assert {c: rollups(redis_conn, keys, c) for c in ("cam1", "cam2")} == rebuilt
+    assert_site_sums(redis_conn, keys, rebuilt)
     # Parts the aggregator wrote from the buckets win over the summary's approximation.
     writer = HourlyRollups(redis_conn, keys, rollup_ttl_s=TTL, parts_ttl_s=0)
     for key in redis_conn.scan_iter(f"{keys.prefix}:camera:*:rollup:*"):
