@@ -16,7 +16,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 SCHEMAS = DEPLOY / "schemas"
-KUSTOMIZATIONS = ["base", "overlays/gpu", "overlays/strimzi", "overlays/redis", "overlays/full"]
+KUSTOMIZATIONS = ["base", "overlays/gpu", "overlays/strimzi", "overlays/strimzi-cluster",
+                  "overlays/redis", "overlays/full"]
 KUBERNETES_VERSIONS = ["1.29.0", "1.37.0"]  # the oldest cluster we claim, and the newest schema
 
 # container name -> (the module `python -m` runs, its settings class)
@@ -167,6 +168,13 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
             json.loads((SCHEMAS / "prometheus-operator" / "servicemonitor-v1.json").read_text()),
         ("kafka.strimzi.io/v1", "KafkaTopic"): versions["v1"],
     }
+
+
+def recorded_verdicts() -> dict:
+    """Verdicts of Strimzi's npm models on the Kafka and KafkaNodePool resources, which have
+    no vendorable schema (deploy/schemas/record_strimzi_verdicts.py writes them)."""
+    return json.loads((REPO / "tests" / "deploy" / "data" /
+                       "strimzi_cluster_verdicts.json").read_text())
 
 
 def strict(schema):

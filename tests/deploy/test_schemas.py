@@ -14,9 +14,11 @@ import yaml
 from referencing import Registry, Resource
 
 from tests.deploy.helpers import (DEPLOY, KUBERNETES_VERSIONS, KUSTOMIZATIONS, crd_schemas,
-                                  rendered, strict)
+                                  recorded_verdicts, rendered, strict)
 
 CRDS = crd_schemas()
+VERDICTS = recorded_verdicts()
+RECORDED_KINDS = {("kafka.strimzi.io/v1", "Kafka"), ("kafka.strimzi.io/v1", "KafkaNodePool")}
 
 
 def _definitions() -> dict:
@@ -37,9 +39,23 @@ def crd_errors(obj: dict) -> list[str]:
     schema = strict(CRDS[key])
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
               for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
+    return errors + metadata_errors(obj)
+
+
+def metadata_errors(obj: dict) -> list[str]:
     meta = jsonschema.Draft202012Validator(OBJECT_META, registry=REGISTRY)
-    errors += [f"metadata/{'/'.join(map(str, e.absolute_path))}: {e.message}"
-               for e in meta.iter_errors(obj["metadata"])]
+    return [f"metadata/{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in meta.iter_errors(obj["metadata"])]
+
+
+def recorded_errors(obj: dict) -> list[str]:
+    """A Kafka or KafkaNodePool is valid when Strimzi's models accepted this very object
+    (tests/deploy/data/strimzi_cluster_verdicts.json): any edit needs a new verdict."""
+    accepted = [case["object"] for case in VERDICTS["cases"] if case["valid"]]
+    errors = metadata_errors(obj)
+    if obj not in accepted:
+        errors.append("not among the objects Strimzi's models accepted: run "
+                      "deploy/schemas/record_strimzi_verdicts.py")
     return errors
 
 
@@ -51,6 +67,9 @@ def test_every_object_is_valid(kustomization, version):
         where = f"{obj['kind']} {obj['metadata']['name']}"
         if (obj["apiVersion"], obj["kind"]) in CRDS:
             failures += [f"{where}: {error}" for error in crd_errors(obj)]
+            continue
+        if (obj["apiVersion"], obj["kind"]) in RECORDED_KINDS:
+            failures += [f"{where}: {error}" for error in recorded_errors(obj)]
             continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
@@ -68,7 +87,30 @@ def test_the_example_secrets_are_valid():
 
 def test_custom_resources_of_every_vendored_kind_are_rendered():
     kinds = {(o["apiVersion"], o["kind"]) for k in KUSTOMIZATIONS for o in rendered(k)}
-    assert set(CRDS) <= kinds
+    assert set(CRDS) | RECORDED_KINDS <= kinds
+
+
+def test_the_recorded_strimzi_verdicts_catch_mistakes():
+    """The verdicts come from Strimzi's current models (@kubernetes-models/
+    strimzi-kafka-operator, compiled validators) plus a strict unknown-field check; the
+    broken variants recorded with them show both halves reject what they should."""
+    assert "strimzi-kafka-operator@1.0.1" in VERDICTS["source"]
+    broken = [c for c in VERDICTS["cases"] if not c["label"].startswith("rendered ")]
+    assert len(broken) >= 10
+    for case in broken:
+        assert not case["valid"], case["label"]
+        assert case["npm_errors"] or case["unknown_fields"], case["label"]
+    assert any(not c["npm_valid"] for c in broken)  # the models' own checks
+    assert any(c["npm_valid"] and c["unknown_fields"] for c in broken)  # the strict check
+    rendered_cases = [c for c in VERDICTS["cases"] if c["label"].startswith("rendered ")]
+    assert rendered_cases and all(c["valid"] for c in rendered_cases)
+
+
+def test_a_changed_kafka_resource_needs_a_new_verdict():
+    kafka = next(o for o in rendered("overlays/strimzi-cluster") if o["kind"] == "Kafka")
+    assert recorded_errors(kafka) == []
+    kafka["spec"]["kafka"]["config"]["min.insync.replicas"] = 1
+    assert recorded_errors(kafka)
 
 
 def test_strict_validation_catches_a_misspelt_field():
