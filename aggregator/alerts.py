@@ -219,12 +219,13 @@ class AlertStore:
         if event.kind == "opened":
             # Written on the monitor's own record, so the later resolve can LSET it in place.
             record["index"] = self.r.rpush(k.alerts(session), json.dumps(record)) - 1
-            pipe = self.r.pipeline()
+            # No MULTI: the keys span slots on a Redis Cluster (session, index, camera).
+            pipe = self.r.pipeline(transaction=False)
             pipe.lset(k.alerts(session), record["index"], json.dumps(record))
             pipe.hset(k.open_alerts, camera, json.dumps(record))
             pipe.hset(k.camera_live(camera), "alert", "open")
         else:
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=False)
             if "index" in record and self.r.llen(k.alerts(session)) > record["index"]:
                 pipe.lset(k.alerts(session), record["index"], json.dumps(record))
             else:  # the list expired meanwhile: keep the resolved record anyway

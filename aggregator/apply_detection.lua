@@ -5,22 +5,26 @@
 -- range taken from the message; the loops below walk the 7 probability fields and the
 -- frame's track ids (at most max_faces).
 --
+-- It touches only the session's own keys (one hash tag, so one Redis Cluster slot). The
+-- camera's live state (live.lua) and the cross-session indexes are written after it, in
+-- separate commands (SessionStore.apply_detections), from what it returns.
+--
 -- KEYS: 1 seen bitmap of the frame's run, 2 meta, 3 totals, 4 buckets, 5 tracks,
---       6 bucket_tracks, 7 bucket_track_ids, 8 sessions index, 9 cameras index,
---       10 camera live, 11 active sessions
+--       6 bucket_tracks, 7 bucket_track_ids
 -- ARGV (packed into few arguments: client-side encoding per argument is the cost that
 -- dominates at high rates): 1 camera_id, 2 session_id, 3 comma-separated numbers
--- "seq,t,offset_s,capture_ts,now,faces,excluded,sentiment_sum,ttl_s,ema_alpha,started_at,
--- skipped,index_ttl_s,<one probability sum per field>", 4 comma-separated probability
+-- "seq,t,offset_s,capture_ts,now,faces,excluded,sentiment_sum,ttl_s,started_at,skipped,
+-- <one probability sum per field>", 4 comma-separated probability
 -- field names, 5 comma-separated track ids (may be empty), 6 the valence weights as JSON
 -- (recorded in the session meta once, so reports state the weights the sums were made
 -- with), 7 limits "max_seq,max_offset_s,max_faces,max_excluded,ts_min,ts_max,max_track_id,
 -- prob_tolerance" (moodstream.schemas' bounds).
 -- t is the bucket second; skipped 1 = the detector dead-lettered the frame, 2 = it skipped
 -- a live frame read too late ("stale", also counted in meta stale_frames): both counted as
--- handled (skipped_frames), no faces; ttl_s / index_ttl_s 0 = none.
+-- handled (skipped_frames), no faces; ttl_s 0 = none.
 -- Returns {applied (1 | 0 duplicate | -1 rejected), status or reason, handled frames
--- (analysed + skipped), expected_frames ("" when unknown)}.
+-- (analysed + skipped), expected_frames ("" when unknown), started_at (of the session
+-- meta), people (distinct tracks of the session)}.
 
 local function split(text)
   local out = {}
@@ -46,11 +50,11 @@ local ts_min, ts_max, max_track, tolerance = tonumber(limit[5]), tonumber(limit[
 local seq, t, offset_raw, capture_raw, now_raw = v[1], v[2], v[3], v[4], v[5]
 local offset_s, capture_ts, now = tonumber(offset_raw), tonumber(capture_raw), tonumber(now_raw)
 local faces, excluded, sentiment_raw = tonumber(v[6]), tonumber(v[7]), v[8]
-local sentiment_sum, ttl, alpha, started_at = tonumber(v[8]), tonumber(v[9]), tonumber(v[10]), v[11]
-local skipped, index_ttl = tonumber(v[12]), tonumber(v[13])
+local sentiment_sum, ttl, started_at = tonumber(v[8]), tonumber(v[9]), v[10]
+local skipped = tonumber(v[11])
 local prob_fields, tracks = split(ARGV[4]), split(ARGV[5])
 local n_probs = #prob_fields
-local prob_at = 14  -- first probability sum in v
+local prob_at = 12  -- first probability sum in v
 
 local function invalid()
   if #v ~= prob_at - 1 + n_probs or n_probs ~= 7 then return 'malformed arguments' end
@@ -74,13 +78,12 @@ local function invalid()
   for _, track in ipairs(tracks) do
     if not whole(tonumber(track), 0, max_track) then return 'track id out of range' end
   end
-  if not whole(ttl, 0, 2^31) or not whole(index_ttl, 0, 2^31) then return 'bad ttl' end
-  if not within(alpha, 0, 1) or alpha == 0 then return 'bad ema alpha' end
+  if not whole(ttl, 0, 2^31) then return 'bad ttl' end
   return nil
 end
 
 local reason = invalid()
-if reason then return {-1, reason, '0', ''} end
+if reason then return {-1, reason, '0', '', '', 0} end
 
 local function handled()
   local counts = redis.call('HMGET', KEYS[3], 'frames', 'skipped_frames')
@@ -89,8 +92,9 @@ end
 
 -- First write: the frame's bit. Already set = a duplicate, nothing changes.
 if redis.call('SETBIT', KEYS[1], seq, 1) == 1 then
-  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames')
-  return {0, m[1] or 'open', handled(), m[2] or ''}
+  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'started_at')
+  return {0, m[1] or 'open', handled(), m[2] or '', m[3] or started_at,
+          redis.call('SCARD', KEYS[5])}
 end
 
 -- Session meta: opened by its first frame unless session_start came first.
@@ -98,8 +102,8 @@ redis.call('HSETNX', KEYS[2], 'camera_id', camera)
 redis.call('HSETNX', KEYS[2], 'started_at', started_at)
 redis.call('HSETNX', KEYS[2], 'status', 'open')
 redis.call('HSETNX', KEYS[2], 'valence', ARGV[6])
-redis.call('ZADD', KEYS[8], 'NX', redis.call('HGET', KEYS[2], 'started_at'), session)
-local meta = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'last_seen', 'end_reason')
+local meta = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'last_seen', 'end_reason',
+                        'started_at')
 local status, expected = meta[1], meta[2] or ''
 if status == 'closed' and meta[4] == 'idle' then
   -- Closed by the idle timeout, yet the camera kept sending: the session goes on.
@@ -111,17 +115,15 @@ if not tonumber(meta[3]) or tonumber(meta[3]) < capture_ts then
   redis.call('HSET', KEYS[2], 'last_seen', capture_raw)
 end
 redis.call('HSET', KEYS[2], 'updated_at', now_raw)
-if status ~= 'closed' then
-  redis.call('ZADD', KEYS[11], now, session)
-end
 
 local function expire_all()
   if ttl > 0 then
     for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
-    redis.call('EXPIRE', KEYS[9], ttl)
-    redis.call('EXPIRE', KEYS[11], ttl)
   end
-  if index_ttl > 0 then redis.call('EXPIRE', KEYS[8], index_ttl) end
+end
+
+local function done()
+  return {1, status, handled(), expected, meta[5], redis.call('SCARD', KEYS[5])}
 end
 
 if skipped ~= 0 then
@@ -129,7 +131,7 @@ if skipped ~= 0 then
   redis.call('HINCRBY', KEYS[3], 'skipped_frames', 1)
   if skipped == 2 then redis.call('HINCRBY', KEYS[2], 'stale_frames', 1) end
   expire_all()
-  return {1, status, handled(), expected}
+  return done()
 end
 
 -- Totals and the per-second bucket.
@@ -159,35 +161,5 @@ for _, track in ipairs(tracks) do
   end
 end
 
--- Camera live state: the newest frame wins; a replayed older frame, or a late frame of
--- the previous session after session_start moved last_seen on, does not move it back.
-local live = redis.call('HMGET', KEYS[10], 'session_id', 'last_seen', 'sentiment')
-local same_session = live[1] == session
-if not tonumber(live[2]) or tonumber(live[2]) <= capture_ts then
-  redis.call('HSET', KEYS[10], 'session_id', session, 'last_seen', capture_raw,
-             'capture_ts', capture_raw, 'offset_s', offset_raw, 'applied_at', now_raw,
-             'faces', faces, 'people', redis.call('SCARD', KEYS[5]), 'status', status)
-  if faces > 0 then
-    local a = alpha
-    if not same_session or not tonumber(live[3]) then a = 1 end
-    local function ema(field, value)
-      local prev = tonumber(redis.call('HGET', KEYS[10], field)) or value
-      local v = a * value + (1 - a) * prev
-      redis.call('HSET', KEYS[10], field, tostring(v))
-      return v
-    end
-    ema('sentiment', sentiment_sum / faces)
-    local best, best_v = '', -1
-    for i = 0, n_probs - 1 do
-      local field = prob_fields[i + 1]
-      local mix = ema(field, tonumber(v[prob_at + i]) / faces)
-      if mix > best_v then best, best_v = string.sub(field, 3), mix end
-    end
-    redis.call('HSET', KEYS[10], 'dominant', best)
-  end
-  redis.call('ZADD', KEYS[9], capture_ts, camera)
-end
-if ttl > 0 then redis.call('EXPIRE', KEYS[10], ttl) end
 expire_all()
-
-return {1, status, handled(), expected}
+return done()

@@ -1,10 +1,17 @@
 """Writes the Redis data model (moodstream.redis_keys): detections, session lifecycle, summaries.
 
-Every state change is one Lua script, so it is atomic, and a detection is applied at most
-once per frame identity (session, run, seq: a bit in the run's seen bitmap): redelivery
-never changes the totals. Messages arrive validated (moodstream.schemas); the scripts
-check every value again before their first write, and reject (change nothing, say why)
-rather than fail half-way.
+Every change of a session is one Lua script on the session's own keys, so it is atomic,
+and a detection is applied at most once per frame identity (session, run, seq: a bit in
+the run's seen bitmap): redelivery never changes the totals. Messages arrive validated
+(moodstream.schemas); the scripts check every value again before their first write, and
+reject (change nothing, say why) rather than fail half-way.
+
+Redis Cluster runs a script only on keys of one slot, so a script never touches two
+sessions, a session and its camera, or an index. What spans them is written after the
+script, from its reply, in separate commands pipelined without a transaction: the
+camera's live state (live.lua, only for a frame the script newly applied, so the seen
+bitmap still guards it) and the session and camera indexes (idempotent: ZADD NX, ZADD GT,
+ZREM; repeated for a duplicate too, so a crash between the two rounds heals on redelivery).
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import redis
 
-from aggregator.scripts import CLOSE_SESSION, END_SESSION, START_SESSION
+from aggregator.scripts import CLOSE_LIVE, CLOSE_SESSION, END_SESSION, START_SESSION
+from moodstream.clients import run_pipeline, script_call
 from moodstream.emotions import EMOTIONS, sentiment
 from moodstream.redis_keys import PROB_FIELDS, RedisKeys
 from moodstream.reports import build_report
@@ -81,7 +90,7 @@ def face_probs(face) -> Mapping[str, float]:
 
 
 def _applied(msg: DetectionMessage, reply: list, sentiment_sum: float) -> Applied:
-    code, status, handled, expected = reply
+    code, status, handled, expected = reply[:4]
     if int(code) < 0:
         return Applied(msg, False, "", 0, None, sentiment_sum, rejected=str(status))
     return Applied(msg, int(code) == 1, status, int(handled), _expected(expected), sentiment_sum)
@@ -95,11 +104,13 @@ class SessionStore:
         self.bucket_ttl_s, self.summary_ttl_s, self.ema_alpha = bucket_ttl_s, summary_ttl_s, ema_alpha
         # The index outlives both what it points at; 0 (keep) when either is kept.
         self.index_ttl_s = max(bucket_ttl_s, summary_ttl_s) if bucket_ttl_s and summary_ttl_s else 0
-        lua = resources.files("aggregator").joinpath("apply_detection.lua").read_text()
-        self._apply = client.register_script(lua)
+        lua = resources.files("aggregator")
+        self._apply = client.register_script(lua.joinpath("apply_detection.lua").read_text())
+        self._live = client.register_script(lua.joinpath("live.lua").read_text())
         self._start = client.register_script(START_SESSION)
         self._end = client.register_script(END_SESSION)
         self._close = client.register_script(CLOSE_SESSION)
+        self._close_live = client.register_script(CLOSE_LIVE)
 
     # --- detections ---
     def detection_call(self, msg: DetectionMessage, now: float) -> tuple[list[str], list, float]:
@@ -110,67 +121,113 @@ class SessionStore:
         prob_sums = [sum(p.get(e, 0.0) for p in probs) for e in EMOTIONS]
         tracks = sorted({str(f.track_id) for f in msg.faces if f.track_id is not None})
         keys = [k.seen(s, msg.run_id), k.meta(s), k.totals(s), k.buckets(s), k.tracks(s),
-                k.bucket_tracks(s), k.bucket_track_ids(s), k.sessions, k.cameras,
-                k.camera_live(msg.camera_id), k.active_sessions]
+                k.bucket_tracks(s), k.bucket_track_ids(s)]
         numbers = [msg.seq, math.floor(msg.offset_s), msg.offset_s, msg.capture_ts, now,
                    len(msg.faces), msg.excluded_faces, sentiment_sum, self.bucket_ttl_s,
-                   self.ema_alpha, msg.capture_ts - msg.offset_s, skipped_flag(msg),
-                   self.index_ttl_s, *prob_sums]
+                   msg.capture_ts - msg.offset_s, skipped_flag(msg), *prob_sums]
         args = [msg.camera_id, s, ",".join(map(repr, numbers)), _PROB_FIELDS_ARG,
                 ",".join(tracks), self._valence_json, apply_limits(now)]
         return keys, args, sentiment_sum
 
     def apply_detections(self, messages: Iterable[DetectionMessage]) -> list[Applied]:
-        """One round trip for the whole batch; each message is still its own atomic script.
+        """Two round trips for the whole batch: the apply script of every message (each its
+        own atomic script), then live states and indexes from their replies.
 
         A message the script rejects comes back with `rejected` set; Redis failures raise."""
         messages, now = list(messages), time.time()
         if not messages:
             return []
-        pipe = self.r.pipeline(transaction=False)
-        sums = []
-        for msg in messages:
-            keys, args, sentiment_sum = self.detection_call(msg, now)
-            self._apply(keys=keys, args=args, client=pipe)
-            sums.append(sentiment_sum)
+        calls = [self.detection_call(msg, now) for msg in messages]
+        replies = run_pipeline(self.r, [script_call(self._apply, keys, args)
+                                        for keys, args, _ in calls])
+        run_pipeline(self.r, self._after_apply(messages, calls, replies, now))
         return [_applied(msg, reply, total)
-                for msg, reply, total in zip(messages, pipe.execute(), sums)]
+                for msg, reply, (_, _, total) in zip(messages, replies, calls)]
+
+    def _after_apply(self, messages, calls, replies, now: float) -> list[Callable]:
+        """The live-state scripts and index writes that follow the batch's apply scripts."""
+        commands, started, active, cameras = [], {}, {}, {}
+        for msg, (_, args, _), reply in zip(messages, calls, replies):
+            code, status, _, _, started_at, people = reply
+            if int(code) < 0:
+                continue  # rejected: nothing was written
+            started[msg.session_id] = float(started_at)
+            if int(code) == 1 and status != "closed":
+                active[msg.session_id] = now
+            if msg.skipped:
+                continue  # handled, no faces: no live state
+            cameras[msg.camera_id] = max(msg.capture_ts, cameras.get(msg.camera_id, msg.capture_ts))
+            if int(code) == 1:  # once per frame: the seen bitmap said it is new
+                commands.append(script_call(self._live, [self.keys.camera_live(msg.camera_id)],
+                                            [*args, status, people, self.ema_alpha]))
+        return commands + self._index_writes(started, active, cameras)
+
+    def _index_writes(self, started: Mapping[str, float], active: Mapping[str, float],
+                      cameras: Mapping[str, float]) -> list[Callable]:
+        """Cross-session index updates, one key per command (any cluster slot): sessions
+        by start time (NX: the first start wins), active sessions by last update, cameras
+        by last seen (GT: a replayed older frame never moves one back); TTLs refreshed."""
+        k, out = self.keys, []
+        for key, members, options, ttl in ((k.sessions, started, {"nx": True}, self.index_ttl_s),
+                                           (k.active_sessions, active, {}, self.bucket_ttl_s),
+                                           (k.cameras, cameras, {"gt": True}, self.bucket_ttl_s)):
+            if members:
+                out.append(partial(_zadd, key, dict(members), options))
+                if ttl:
+                    out.append(partial(_expire, key, ttl))
+        return out
 
     # --- lifecycle ---
     def start_session(self, event: ControlEvent) -> bool:
         """Open (or refresh) the session; MessageError when the script rejects the event."""
         k, s, now = self.keys, event.session_id, time.time()
-        fresh, reason = self._start(
-            keys=[k.meta(s), k.sessions, k.active_sessions, k.camera_live(event.camera_id),
-                  k.cameras],
+        fresh, reason, started_at, status = self._start(
+            keys=[k.meta(s)],
             args=[event.camera_id, s, repr(event.ts), event.source, repr(now),
-                  self.bucket_ttl_s, self._valence_json, clock_limits(now), self.index_ttl_s])
+                  self.bucket_ttl_s, self._valence_json, clock_limits(now)])
         if int(fresh) < 0:
             raise MessageError(f"session_start rejected: {reason}")
+        active = {s: now} if status != "closed" else {}
+        cameras = {event.camera_id: event.ts} if int(fresh) else {}
+        commands = self._fresh_live(event) if int(fresh) else []
+        run_pipeline(self.r, commands + self._index_writes({s: float(started_at)}, active, cameras))
         return bool(int(fresh))
+
+    def _fresh_live(self, event: ControlEvent) -> list[Callable]:
+        """A new session on the camera: its live EMA starts over from the first face."""
+        live = self.keys.camera_live(event.camera_id)
+        state = {"session_id": event.session_id, "status": "open", "faces": 0, "people": 0,
+                 "last_seen": repr(event.ts)}
+        out = [lambda p: p.hdel(live, "sentiment", "dominant", "alert"),
+               lambda p: p.hset(live, mapping=state)]
+        return out + ([partial(_expire, live, self.bucket_ttl_s)] if self.bucket_ttl_s else [])
 
     def end_session(self, event: ControlEvent) -> tuple[str, int, int | None]:
         """Mark the session ending; returns (status, frames handled, expected frames)."""
         k, s, now = self.keys, event.session_id, time.time()
         expected = "" if event.frames_published is None else str(event.frames_published)
-        status, handled, expected_raw, reason = self._end(
-            keys=[k.meta(s), k.totals(s), k.active_sessions, k.sessions],
+        status, handled, expected_raw, reason, started_at = self._end(
+            keys=[k.meta(s), k.totals(s)],
             args=[event.camera_id, s, repr(event.ts), expected, event.reason or "end",
-                  repr(now), self.bucket_ttl_s, clock_limits(now), MAX_SEQ + 1,
-                  self.index_ttl_s])
+                  repr(now), self.bucket_ttl_s, clock_limits(now), MAX_SEQ + 1])
         if status == "rejected":
             raise MessageError(f"session_end rejected: {reason}")
+        if status == "ending":
+            run_pipeline(self.r, self._index_writes({s: float(started_at)}, {s: now}, {}))
         return status, int(handled), _expected(expected_raw)
 
     def close_session(self, session_id: str, reason: str) -> str | None:
         """Mark the session closed (idempotent): its camera id if this call closed it, None if
         it was closed (or expired) already. The caller then writes the summary."""
-        meta = self.keys.meta(session_id)
-        camera_id = self.r.hget(meta, "camera_id") or ""
-        live = self.keys.camera_live(camera_id) if camera_id else self.keys.camera_live("_")
-        closed = self._close(keys=[meta, self.keys.active_sessions, live],
-                             args=[session_id, reason, repr(time.time()), self.bucket_ttl_s])
-        return camera_id if closed else None
+        closed, camera_id = self._close(keys=[self.keys.meta(session_id)],
+                                        args=[session_id, reason, repr(time.time()),
+                                              self.bucket_ttl_s])
+        commands = [lambda p: p.zrem(self.keys.active_sessions, session_id)]
+        if camera_id:
+            commands.append(script_call(self._close_live, [self.keys.camera_live(camera_id)],
+                                        [session_id, self.bucket_ttl_s]))
+        run_pipeline(self.r, commands)
+        return camera_id if int(closed) else None
 
     def write_summary(self, session_id: str) -> dict:
         """The summary is the session report as it stands at close time."""
@@ -214,3 +271,11 @@ class SessionStore:
         if self.index_ttl_s:
             pruned += self.r.zremrangebyscore(self.keys.sessions, "-inf", now - self.index_ttl_s)
         return pruned
+
+
+def _zadd(key: str, members: dict, options: dict, pipe) -> None:
+    pipe.zadd(key, members, **options)
+
+
+def _expire(key: str, ttl_s: int, pipe) -> None:
+    pipe.expire(key, ttl_s)

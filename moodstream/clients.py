@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.commands.core import Script
+from redis.connection import parse_url
+from redis.exceptions import NoScriptError, RedisClusterException
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
@@ -26,7 +32,7 @@ def _retry(what: str, where: str, factory, timeout_s: float):
     while True:
         try:
             return factory()
-        except (KafkaError, redis.ConnectionError, OSError) as exc:
+        except (KafkaError, redis.ConnectionError, RedisClusterException, OSError) as exc:
             if time.monotonic() >= deadline:
                 raise ServiceUnavailable(
                     f"cannot reach {what} at {redact(where)} ({type(exc).__name__}); "
@@ -215,14 +221,91 @@ def _warn_if_frames_outlive(admin: KafkaAdminClient, topic: str, wanted_ms: int)
                     "(kafka-configs.sh --alter)", topic, value or "unset", wanted_ms)
 
 
-def redis_client(settings: CommonSettings, **overrides) -> redis.Redis:
-    """overrides go to redis.Redis (e.g. retry=, socket_timeout= for an interactive reader)."""
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> tuple[str, list[ClusterNode]] | None:
+    """``redis+cluster://[user:password@]host:port[,host:port...][/0][?options]`` (or
+    rediss+cluster, TLS) as what RedisCluster takes: the plain redis:// or rediss:// URL
+    of the first node, credentials, path and options included, and the other nodes as
+    more startup nodes. None for any other scheme; ValueError for a malformed one."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in CLUSTER_SCHEMES:
+        return None
+    userinfo, at, tail = rest.rpartition("@")
+    hosts_end = min((i for i in (tail.find("/"), tail.find("?")) if i >= 0), default=len(tail))
+    hosts, suffix = tail[:hosts_end].split(","), tail[hosts_end:]
+    nodes = []
+    for host in hosts:
+        parts = urlsplit(f"//{host}")
+        if not host or not parts.hostname:
+            raise ValueError("every node needs a host (host:port, comma-separated)")
+        nodes.append(ClusterNode(parts.hostname, parts.port or 6379))  # port: ValueError if bad
+    first = f"{CLUSTER_SCHEMES[scheme.lower()]}://{userinfo}{at}{hosts[0]}{suffix}"
+    if parse_url(first).get("db", 0) != 0:  # also ValueError for a bad option value
+        raise ValueError("a Redis Cluster has only database 0")
+    return first, nodes[1:]
+
+
+def redis_client(settings: CommonSettings, **overrides) -> redis.Redis | RedisCluster:
+    """overrides go to redis.Redis (e.g. retry=, socket_timeout= for an interactive reader).
+
+    A ``redis+cluster://`` (``rediss+cluster://``) REDIS_URL gives a RedisCluster, which
+    learns the other nodes and the slot map from the ones listed."""
     url = settings.require_redis()
     config = dict(decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
     config.update(overrides)
     try:
-        client = redis.Redis.from_url(url, **config)
+        cluster = cluster_url(url)
+        client = redis.Redis.from_url(url, **config) if cluster is None else None
     except ValueError as exc:
         raise ServiceUnavailable(f"invalid REDIS_URL {redact(url)}: {exc}") from None
+    if cluster is not None:  # a RedisCluster connects as it is made
+        first, more = cluster
+        return _retry("Redis", url, lambda: RedisCluster(url=first, startup_nodes=more, **config),
+                      settings.connect_timeout_s)
     _retry("Redis", url, client.ping, settings.connect_timeout_s)
     return client
+
+
+def script_call(script: Script, keys: list, args: list) -> Callable:
+    """A run_pipeline command that runs `script`: through redis-py's Script on a plain
+    pipeline (which loads it first), as a raw EVALSHA on a cluster pipeline, where redis-py
+    blocks pipe.evalsha() (run_pipeline loads a script a node lacks)."""
+    def queue(pipe) -> None:
+        if isinstance(pipe, ClusterPipeline):  # routed by its keys: one slot, or it raises
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        else:
+            script(keys, args, pipe)
+    queue.script = script
+    return queue
+
+
+def run_pipeline(client: redis.Redis | RedisCluster, commands: Iterable[Callable]) -> list:
+    """Queue each command (a callable that queues ONE command on the pipeline it gets:
+    script_call(...) for a script) on one non-transactional pipeline, run it and return
+    the replies in order; the first error reply raises.
+
+    A cluster node that lacks a script (first use, a restart, a failover) answers
+    NOSCRIPT and did not run it: the script is loaded on every primary and only those
+    commands run again, so nothing runs twice."""
+    commands = list(commands)
+    replies = _execute(client, commands)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    for script in {commands[i].script for i in missing}:
+        client.script_load(script.script)
+    for i, reply in zip(missing, _execute(client, [commands[i] for i in missing])):
+        replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+def _execute(client, commands: list) -> list:
+    if not commands:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for queue in commands:
+        queue(pipe)
+    return pipe.execute(raise_on_error=False)

@@ -248,8 +248,10 @@ def test_redis_lost_mid_run_is_one_line_exit_1_and_nothing_committed(kafka_serve
     proc = start_aggregator(env, log_path)
     try:
         produce(env, [detection(i, ["happy"]) for i in range(5)])
-        wait_for(lambda: r.hget(keys.totals("s1"), "frames") == "5", 60, "first frames", proc,
-                 log_path)
+        # The cameras index is the batch's last Redis write (after the apply scripts).
+        last = detection(4, ["happy"]).capture_ts
+        wait_for(lambda: r.hget(keys.totals("s1"), "frames") == "5"
+                 and r.zscore(keys.cameras, "cam1") == last, 60, "first frames", proc, log_path)
         own_redis.stop()
         produce(env, [detection(i, ["happy"]) for i in range(5, 10)])
         assert proc.wait(30) == 1
