@@ -23,7 +23,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import redis
+from redis.exceptions import RedisClusterException
 
+from moodstream.clients import run_pipeline, script_call
 from moodstream.emotions import EMOTIONS
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
@@ -148,7 +150,7 @@ def _guarded(method: Callable) -> Callable:
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:  # the latter: no node answers
             raise DataUnavailable(f"Redis unreachable ({type(exc).__name__})") from None
     return wrapper
 
@@ -248,13 +250,12 @@ class DashboardData:
             span = _window_seconds(cam, _timestamp(started), now, window_s)
             if span:
                 plans.append((cam, _timestamp(started), span))
-        pipe = self.client.pipeline(transaction=False)
-        for cam, _started, span in plans:
-            self._trend_script(keys=[self.keys.buckets(cam.session_id)],
-                               args=[span.start, span.stop - 1, MAX_TREND_SECONDS,
-                                     int(MAX_OFFSET_S)], client=pipe)
+        trends = run_pipeline(self.client, [
+            script_call(self._trend_script, [self.keys.buckets(cam.session_id)],
+                        [span.start, span.stop - 1, MAX_TREND_SECONDS, int(MAX_OFFSET_S)])
+            for cam, _started, span in plans])
         out = {}
-        for (cam, started, span), packed in zip(plans, pipe.execute()):
+        for (cam, started, span), packed in zip(plans, trends):
             points = _points(started, span, packed.split(","), since=now - window_s)
             if any(y is not None for _, y, _f in points):
                 out[cam.camera_id] = points

@@ -66,18 +66,26 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
     """The full session report (summary + per-second timeline) as a JSON-ready dict."""
     if not valid_id(session_id):
         raise ReportError(f"invalid session id {session_id!r}")
-    meta = r.hgetall(keys.meta(session_id))
+    # One round trip: the session's keys share one hash tag, so on a Redis Cluster they
+    # are all on one node.
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(keys.meta(session_id))
+    pipe.hgetall(keys.totals(session_id))
+    pipe.hgetall(keys.buckets(session_id))
+    pipe.hgetall(keys.bucket_tracks(session_id))
+    pipe.lrange(keys.alerts(session_id), 0, -1)
+    pipe.scard(keys.tracks(session_id))
+    meta, raw_totals, raw_buckets, bucket_tracks, raw_alerts, people = pipe.execute()
     if not meta:
         summary = r.get(keys.summary(session_id))
         if summary:  # buckets expired, the summary outlived them
             return json.loads(summary)
         raise SessionNotFound(f"no session {session_id!r} in Redis")
-    totals = {k: float(v) for k, v in r.hgetall(keys.totals(session_id)).items()}
-    buckets = parse_buckets(r.hgetall(keys.buckets(session_id)))
-    bucket_tracks = r.hgetall(keys.bucket_tracks(session_id))
+    totals = {k: float(v) for k, v in raw_totals.items()}
+    buckets = parse_buckets(raw_buckets)
     faces = int(totals.get("faces", 0))
     emotion_totals = {e: round(totals.get(f"p:{e}", 0.0), 4) for e in EMOTIONS}
-    alerts = [json.loads(a) for a in r.lrange(keys.alerts(session_id), 0, -1)]
+    alerts = [json.loads(a) for a in raw_alerts]
     return {
         "session_id": session_id,
         "camera_id": meta.get("camera_id"),
@@ -91,7 +99,7 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         "skipped_frames": int(totals.get("skipped_frames", 0)),
         "frames_with_faces": int(totals.get("frames_with_faces", 0)),
         "faces_detected": faces,
-        "people": r.scard(keys.tracks(session_id)),
+        "people": people,
         "excluded_faces": int(totals.get("excluded_faces", 0)),
         "emotion_totals": emotion_totals,
         "dominant_emotion": max(emotion_totals, key=emotion_totals.get) if faces else None,

@@ -116,25 +116,25 @@ def test_open_alerts_and_reports(store):
 
 def test_crafted_index_members_are_never_used_as_keys(store):
     data, client, prefix = store
-    client.zadd(f"{prefix}:sessions", {"bad id\n": NOW})
-    client.zadd(f"{prefix}:cameras", {"cam*": NOW})
+    client.zadd(RedisKeys(prefix).sessions, {"bad id\n": NOW})
+    client.zadd(RedisKeys(prefix).cameras, {"cam*": NOW})
     try:
         assert "bad id\n" not in [r.session_id for r in data.sessions()]
         assert "cam*" not in [c.camera_id for c in data.cameras()]
     finally:
-        client.zrem(f"{prefix}:sessions", "bad id\n")
-        client.zrem(f"{prefix}:cameras", "cam*")
+        client.zrem(RedisKeys(prefix).sessions, "bad id\n")
+        client.zrem(RedisKeys(prefix).cameras, "cam*")
 
 
 def test_expired_session_data_falls_back_on_the_summary(store):
     data, client, prefix = store
-    meta = client.hgetall(f"{prefix}:session:old-a:meta")
-    client.delete(f"{prefix}:session:old-a:meta")
+    meta = client.hgetall(RedisKeys(prefix).meta("old-a"))
+    client.delete(RedisKeys(prefix).meta("old-a"))
     try:
         row = next(r for r in data.sessions() if r.session_id == "old-a")
         assert row.camera_id == "cam-a" and row.status == "closed" and row.mean_sentiment > 0.3
     finally:
-        client.hset(f"{prefix}:session:old-a:meta", mapping=meta)
+        client.hset(RedisKeys(prefix).meta("old-a"), mapping=meta)
 
 
 def test_unreachable_redis_becomes_data_unavailable():
@@ -150,32 +150,32 @@ def test_trend_never_loops_over_a_range_taken_from_redis_data(store):
     # offset_s = 1e17 once reached a camera's live hash: the trend script looped
     # `for t = 1e17 - 900, 1e17` forever (t + 1 == t in doubles) and Redis answered BUSY.
     data, client, prefix = store
-    client.hset(f"{prefix}:camera:cam-z:live", mapping={"session_id": "zz", "offset_s": "1e17",
-                                                         "last_seen": str(NOW)})
-    client.hset(f"{prefix}:session:zz:meta", mapping={"camera_id": "cam-z",
-                                                      "started_at": str(NOW - 60)})
-    client.zadd(f"{prefix}:cameras", {"cam-z": NOW})
+    client.hset(RedisKeys(prefix).camera_live("cam-z"),
+                mapping={"session_id": "zz", "offset_s": "1e17", "last_seen": str(NOW)})
+    client.hset(RedisKeys(prefix).meta("zz"),
+                mapping={"camera_id": "cam-z", "started_at": str(NOW - 60)})
+    client.zadd(RedisKeys(prefix).cameras, {"cam-z": NOW})
     try:
         started = time.monotonic()
         series = data.trend(data.cameras(), 900)
         assert "cam-z · zz" not in series and "cam-b · live-b" in series
         script = client.register_script(TREND_SCRIPT)
         for lo, hi in ((1e17 - 900, 1e17), (0, 10 ** 9), (5, 4), (-3, 2), (0.5, 2), (0, "nan")):
-            assert script(keys=[f"{prefix}:session:zz:buckets"],
+            assert script(keys=[RedisKeys(prefix).buckets("zz")],
                           args=[lo, hi, MAX_TREND_SECONDS, int(MAX_OFFSET_S)]) == ""
         assert time.monotonic() - started < 5
     finally:
-        client.delete(f"{prefix}:camera:cam-z:live", f"{prefix}:session:zz:meta")
-        client.zrem(f"{prefix}:cameras", "cam-z")
+        client.delete(RedisKeys(prefix).camera_live("cam-z"), RedisKeys(prefix).meta("zz"))
+        client.zrem(RedisKeys(prefix).cameras, "cam-z")
 
 
 @pytest.mark.parametrize("bad", ["1e20", "-1e20", "nan", "inf", "1e300"])
 def test_extreme_timestamps_never_overflow_the_sessions_page(store, bad):
     data, client, prefix = store
-    client.zadd(f"{prefix}:sessions", {"weird": NOW + 1})
-    client.hset(f"{prefix}:session:weird:meta", mapping={"camera_id": "cam-a", "started_at": bad,
-                                                         "ended_at": bad, "status": "closed"})
-    client.hset(f"{prefix}:camera:cam-a:live", "last_seen", bad)
+    client.zadd(RedisKeys(prefix).sessions, {"weird": NOW + 1})
+    client.hset(RedisKeys(prefix).meta("weird"), mapping={
+        "camera_id": "cam-a", "started_at": bad, "ended_at": bad, "status": "closed"})
+    client.hset(RedisKeys(prefix).camera_live("cam-a"), "last_seen", bad)
     try:
         rows = data.sessions()
         weird = next(r for r in rows if r.session_id == "weird")
@@ -186,9 +186,9 @@ def test_extreme_timestamps_never_overflow_the_sessions_page(store, bad):
         assert cam_a.last_seen is None
         cameras_table(data.cameras(), {}, NOW)  # renders
     finally:
-        client.zrem(f"{prefix}:sessions", "weird")
-        client.delete(f"{prefix}:session:weird:meta")
-        client.hset(f"{prefix}:camera:cam-a:live", "last_seen", str(NOW))
+        client.zrem(RedisKeys(prefix).sessions, "weird")
+        client.delete(RedisKeys(prefix).meta("weird"))
+        client.hset(RedisKeys(prefix).camera_live("cam-a"), "last_seen", str(NOW))
 
 
 @pytest.mark.parametrize("ts", [1e20, -1e20, float("nan"), float("inf"), 10 ** 400])
