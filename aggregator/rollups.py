@@ -9,6 +9,9 @@ every hour it covers finalised the same way. Recomputing twice gives the same nu
 so redelivered frames (deduped by the apply script), restarts and overlapping passes
 cannot double count.
 
+A restarted writer only looks back to the previous hour: sessions that started earlier and
+closed while no pass ran (the aggregator stopped) are left to `moodstream backfill-rollups`.
+
 Cost: one read-only script per (session, hour), looping over that hour's seconds in
 Redis (at most 3600 HMGETs) and over the session's "<t>|<track>" pairs for distinct
 people; a session whose meta `updated_at` has not moved since its last recompute is
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 
 ROLLUP_EVERY_S = 30.0
 MAX_TRACK_PAIRS = 200_000
-MAX_FINALISE_HOURS = 24 * 31  # earlier hours of a longer session were done while it ran
+MAX_FINALISE_HOURS = 24 * 31
+MAX_LOOKBACK_S = 7 * 86400  # the longest pause between passes that is caught up  # earlier hours of a longer session were done while it ran
 PRUNE_EVERY_S = HOUR_S
 _META = ("camera_id", "started_at", "status", "updated_at", "last_seen", "ended_at")
 
@@ -93,6 +97,7 @@ class HourlyRollups:
         self._computed: dict[tuple[str, int], str] = {}  # (session, hour) -> its updated_at
         self._finalised: dict[str, str] = {}  # closed session -> updated_at when finalised
         self._last_run: float | None = None
+        self._since: int | None = None  # the previous pass's window start
         self._pruned: dict[str, float] = {}
 
     def maybe_run(self) -> int:
@@ -110,7 +115,10 @@ class HourlyRollups:
     def run(self, now: float) -> int:
         """One pass; returns the number of parts written."""
         window = (hour_of(now) - HOUR_S, hour_of(now))
-        active, pending, recent = self._candidates(window[0])
+        # Sessions started since the previous pass's window too: after a long backlog (no
+        # housekeeping while behind) they may have started and closed between two passes.
+        since = max(min(window[0], self._since or window[0]), now - MAX_LOOKBACK_S)
+        active, pending, recent = self._candidates(since)
         if active:
             self.r.zadd(self.keys.rollups_pending, {s: now for s in active}, nx=True)
         sessions = sorted(set(active) | pending | set(recent))
@@ -141,6 +149,7 @@ class HourlyRollups:
         self._finalised = finalised  # sessions closed and still candidates: bounded
         self._computed = {k: v for k, v in self._computed.items() if k[1] >= window[0]}
         self._prune({task[0] for task in tasks}, now)
+        self._since = window[0]
         return written
 
     def _candidates(self, since: float) -> tuple[list[str], set[str], list[str]]:

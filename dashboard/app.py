@@ -15,7 +15,7 @@ from dashboard.security import content_security_policy, install_security_headers
 from dashboard.settings import DashboardSettings
 
 # Imported (and so registered with dash.register_page) once the app exists.
-PAGES = ("overview", "sessions", "session", "alerts", "not_found_404")
+PAGES = ("overview", "sessions", "session", "alerts", "history", "not_found_404")
 
 
 def create_app(settings: DashboardSettings, data: DashboardData) -> Dash:

@@ -41,6 +41,8 @@ def _header() -> dbc.Navbar:
         dbc.NavbarBrand("moodstream", href="/"),
         dbc.Nav([dbc.NavItem(dbc.NavLink("Live overview", href="/", id="nav-overview",
                                          active="exact")),
+                 dbc.NavItem(dbc.NavLink("History", href="/history", id="nav-history",
+                                         active="exact")),
                  dbc.NavItem(dbc.NavLink("Sessions", href="/sessions", id="nav-sessions",
                                          active="partial")),
                  dbc.NavItem(dbc.NavLink("Alerts", href="/alerts", id="nav-alerts",

@@ -221,3 +221,15 @@ def test_backfill_command(make_store, redis_conn, keys, redis_server):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_session_between_two_distant_passes_is_caught_up(make_store, redis_conn, keys, writer):
+    """No pass ran while it started and closed (the aggregator was catching up a backlog,
+    housekeeping paused): the next pass still finalises it."""
+    writer.run(T0 - 10)  # the previous pass, before the session
+    store, messages = make_store(), clip(300)
+    store.apply_detections(messages)
+    store.close_session("s1", "complete")
+    store.write_summary("s1")
+    writer.run(T0 + 5 * HOUR_S)
+    assert_rollups(rollups(redis_conn, keys), expected(messages))
