@@ -104,7 +104,7 @@ class AlertsData:
     # --- reads ---
     def alerts(self, camera_id: str | None = None, status: str | None = None) -> list[AlertRow]:
         """Open alerts first, then newest first; filtered by camera and status."""
-        rows = self.data.shared("alerts", self._read_alerts)
+        rows = self.data.shared("alerts-page", self._read_alerts)
         return [row for row in rows if (not camera_id or row.camera_id == camera_id)
                 and (not status or row.status == status)][:MAX_ROWS]
 
@@ -145,7 +145,7 @@ class AlertsData:
     def thresholds(self, shared: bool = False) -> dict[str, CameraThresholds]:
         """Every camera's stored thresholds (invalid entries left out: defaults apply);
         shared: this refresh interval's answer, read once for every viewer."""
-        return self.data.shared("thresholds", self._read_thresholds) if shared else \
+        return self.data.shared("alert-thresholds", self._read_thresholds) if shared else \
             self._read_thresholds()
 
     @_guarded

@@ -59,6 +59,7 @@ def _thresholds_form() -> dbc.Card:
             dbc.Button("Save thresholds", id="thr-save", color="primary", size="sm"),
             dbc.Button("Back to defaults", id="thr-reset", color="secondary", outline=True, size="sm"),
         ]),
+        html.Div(id="thr-current", className="mt-2 small text-body-secondary"),
         html.Div(id="thr-result", className="mt-2 small"),
         html.Div(id="thresholds-table", className="mt-3"),
     ])
@@ -208,16 +209,21 @@ def _register_thresholds(app: Dash, alerts: AlertsData, admins: tuple[str, ...])
         return (table, html.Span(who, id="thr-admin" if admin else "thr-readonly"),
                 *[not admin] * (len(THRESHOLD_INPUTS) + 2))
 
-    @app.callback(*[Output(i, "value") for i in THRESHOLD_INPUTS], Input("thr-camera", "value"),
+    @app.callback(Output("thr-current", "children"),
+                  *[Output(i, "value") for i in THRESHOLD_INPUTS], Input("thr-camera", "value"),
                   prevent_initial_call=True)
     def fill(camera):
+        """The chosen camera's stored thresholds in the form (empty: the defaults apply)."""
         try:
             stored = alerts.thresholds().get(camera or "")
         except DataUnavailable:
             raise PreventUpdate from None
         if stored is None:
-            return None, None, None
-        return stored.threshold, stored.resolve_threshold, stored.min_duration_s
+            return html.Span(f"{camera} uses the aggregator's defaults.", id="thr-shown"), \
+                None, None, None
+        return (html.Span(f"{camera}: set by {stored.updated_by} at "
+                          f"{ui.fmt_time(stored.updated_at)} UTC.", id="thr-shown"),
+                stored.threshold, stored.resolve_threshold, stored.min_duration_s)
 
     @app.callback(Output("thr-result", "children"), Output("thr-saved", "data"),
                   Input("thr-save", "n_clicks"), Input("thr-reset", "n_clicks"),

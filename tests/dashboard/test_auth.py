@@ -54,3 +54,19 @@ def test_token_in_url_becomes_a_cookie_and_leaves_the_url():
     cookie = first.headers["Set-Cookie"]
     assert cookie.startswith(f"{TOKEN_COOKIE}=tok") and "HttpOnly" in cookie
     assert client.get("/").status_code == 200  # the cookie now carries it
+
+
+def test_current_user_is_the_basic_user_the_token_or_local():
+    from dashboard.auth import LOCAL_USER, TOKEN_USER, current_user
+
+    def whoami_server(basic=None, token=None):
+        server = Flask("t")
+        server.add_url_rule("/", "who", current_user)
+        install_auth(server, basic, token)
+        return server.test_client()
+
+    both = whoami_server(basic=("ops", "pw"), token="tok")
+    assert both.get("/", headers=_basic("ops", "pw")).text == "ops"
+    assert both.get("/", headers={"Authorization": "Bearer tok"}).text == TOKEN_USER
+    assert both.get("/").status_code == 401  # nobody: no user at all
+    assert whoami_server().get("/").text == LOCAL_USER  # loopback only, no credentials set
