@@ -190,6 +190,7 @@ class SessionStore:
         active = {s: now} if status != "closed" else {}
         cameras = {event.camera_id: event.ts} if int(fresh) else {}
         commands = self._fresh_live(event) if int(fresh) else []
+        commands += self._camera_privacy(event)
         run_pipeline(self.r, commands + self._index_writes({s: float(started_at)}, active, cameras))
         return bool(int(fresh))
 
@@ -200,6 +201,17 @@ class SessionStore:
                  "last_seen": repr(event.ts)}
         out = [lambda p: p.hdel(live, "sentiment", "dominant", "alert"),
                lambda p: p.hset(live, mapping=state)]
+        return out + ([partial(_expire, live, self.bucket_ttl_s)] if self.bucket_ttl_s else [])
+
+    def _camera_privacy(self, event: ControlEvent) -> list[Callable]:
+        """The camera's purpose and notice (its camera file's) for the dashboard's camera
+        card and the session's meta; nothing when ingest sent none (an older producer)."""
+        notice = {True: "1", False: "0"}.get(event.notice, "")
+        fields = {k: v for k, v in (("purpose", event.purpose), ("notice", notice)) if v}
+        if not fields:
+            return []
+        live, meta = self.keys.camera_live(event.camera_id), self.keys.meta(event.session_id)
+        out = [lambda p: p.hset(live, mapping=fields), lambda p: p.hset(meta, mapping=fields)]
         return out + ([partial(_expire, live, self.bucket_ttl_s)] if self.bucket_ttl_s else [])
 
     def end_session(self, event: ControlEvent) -> tuple[str, int, int | None]:

@@ -15,6 +15,7 @@ import pytest
 
 from moodstream.emotions import EMOTIONS
 from moodstream.figures import EMOTION_COLORS
+from moodstream.redis_keys import RedisKeys
 from moodstream.still_reports import stills_csv
 from tests.conftest import VIDEOS, require
 from tests.ingest.stills_data import make_stills
@@ -33,13 +34,13 @@ def analyzed(tmp_path_factory, kafka_server, redis_server):
     result = moodstream("analyze", str(root / "shop"), str(video), "--report",
                         str(root / "r.json"), "--annotate", str(root / "annotated"), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    return root, files, result
+    return root, files, result, env
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_folder_of_stills_gives_one_entry_per_image(analyzed):
-    root, files, result = analyzed
+    root, files, result, _env = analyzed
     report = json.loads((root / "r-shop.json").read_text())
     assert report["source"] == str(root / "shop") and report["frames_processed"] == 4
     assert [image["file"] for image in report["images"]] == [
@@ -72,7 +73,7 @@ def test_a_folder_of_stills_gives_one_entry_per_image(analyzed):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_video_in_the_same_call_gets_its_own_report(analyzed):
-    root, _files, result = analyzed
+    root, _files, result, _env = analyzed
     report = json.loads((root / "r-no_face.json").read_text())
     frames, _ = video_facts(VIDEOS / "no_face.mp4")
     assert report["frames_processed"] == frames and report["faces_detected"] == 0
@@ -82,7 +83,7 @@ def test_a_video_in_the_same_call_gets_its_own_report(analyzed):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_annotate_writes_copies_with_the_boxes_drawn(analyzed):
-    root, files, result = analyzed
+    root, files, result, _env = analyzed
     report = json.loads((root / "r-shop.json").read_text())
     out = root / "annotated"
     assert sorted(p.name for p in out.iterdir()) == ["a-smile.jpg", "b-smile.png",
@@ -102,13 +103,27 @@ def test_annotate_writes_copies_with_the_boxes_drawn(analyzed):
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_csv_form_has_one_row_per_image(analyzed):
-    root, files, _ = analyzed
+    root, files, _, _env = analyzed
     report = json.loads((root / "r-shop.json").read_text())
     rows = list(csv.DictReader(io.StringIO(stills_csv(report))))
     assert [r["file"] for r in rows] == [str(files[n]) for n in (
         "a-smile.jpg", "b-smile.png", "c-empty.webp", "e-crowd.jpg", "d-broken.jpg")]
     assert rows[0]["status"] == "analysed" and len(rows[0]["boxes"].split()) == 4
     assert rows[-1]["status"].startswith("unreadable: not a decodable image")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_each_camera_purpose_reaches_its_live_hash_and_session(analyzed):
+    import redis
+    root, _files, _result, env = analyzed
+    r = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
+    keys = RedisKeys(env["MOODSTREAM_REDIS_PREFIX"])
+    for camera, purpose in (("shop", "still image analysis"), ("no_face", "recorded video analysis")):
+        live = r.hgetall(keys.camera_live(camera))
+        assert (live["purpose"], live["notice"]) == (purpose, "0")
+        meta = r.hgetall(keys.meta(live["session_id"]))
+        assert (meta["purpose"], meta["notice"]) == (purpose, "0")
 
 
 def test_only_unreadable_images_is_one_line_and_exit_2(tmp_path):
