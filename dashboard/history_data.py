@@ -1,4 +1,5 @@
-"""History reads: the hourly and daily rollups (moodstream.rollups) over a chosen range.
+"""History reads: the hourly and daily rollups (moodstream.rollups) over a chosen range, and
+what the History page draws from them (figures_for: pure, importable without the app).
 
 Every read goes through DashboardData.shared, the one cached reader per refresh interval:
 whatever the number of viewers, one set of Redis reads per range and tick. Cache entries are
@@ -13,6 +14,7 @@ aggregator rollup pass (30 s by default).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
@@ -20,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from dashboard.data import DashboardData, _guarded
+from moodstream import history_figures as hf
 from moodstream.redis_keys import ROLLUP_FIELDS
 from moodstream.rollups import DAY_S, HOUR_S, hour_of
 from moodstream.schemas import valid_id
@@ -201,3 +204,36 @@ def range_label(rng: HistoryRange) -> str:
     last = datetime.fromtimestamp(rng.end, timezone.utc) - timedelta(minutes=1)
     return f"{first.strftime(fmt)} – {last.strftime(fmt)} UTC"
 
+
+# ---------------------------------------------------------------- what the page draws
+
+def figures_for(view: HistoryView, theme: str) -> tuple:
+    """(summary line, trend, sentiment heatmap, traffic heatmap, comparison) of a view."""
+    series = {label: (ratio(rows[:, F["sentiment_sum"]], rows[:, F["faces"]]),
+                      rows[:, F["people"]]) for label, rows in view.series.items()}
+    picked = sum(view.series.values())
+    heat_sentiment, heat_traffic = weekly_grid(view.range.hours, picked)
+    where = SITE.lower() if SITE in view.series else ", ".join(view.series)
+    compare = [(camera, _mean(t[F["sentiment_sum"]], t[F["faces"]]), t[F["people"]])
+               for camera, t in view.comparison.items() if t[F["frames"]] > 0]
+    return (
+        summary_line(view),
+        hf.history_trend(view.hours, series, f"Sentiment and people per hour · {where}",
+                         theme),
+        hf.weekly_heatmap(heat_sentiment, "Sentiment by weekday and hour", "sentiment", theme),
+        hf.weekly_heatmap(heat_traffic, "People per hour by weekday and hour", "traffic", theme),
+        hf.camera_comparison(compare, "Cameras compared over the range", theme),
+    )
+
+
+def summary_line(view: HistoryView) -> str:
+    total = view.total()
+    mean = _mean(total[F["sentiment_sum"]], total[F["faces"]])
+    return (f"{range_label(view.range)} · {int(total[F['frames']]):,} frames · "
+            f"{int(total[F['faces']]):,} faces · {int(total[F['people']]):,} people "
+            f"(counted per hour) · mean sentiment "
+            f"{'—' if mean is None else format(mean, '+.2f')}")
+
+
+def _mean(total: float, faces: float) -> float | None:
+    return float(total) / float(faces) if faces > 0 and math.isfinite(total) else None

@@ -9,8 +9,6 @@ pass, so the page follows the shell's tick only every REFRESH_S.
 
 from __future__ import annotations
 
-import math
-
 import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
@@ -18,10 +16,9 @@ from dash.exceptions import PreventUpdate
 
 from dashboard.callbacks import theme_of
 from dashboard.data import DashboardData, DataUnavailable
-from dashboard.history_data import (F, MAX_CAMERA_LINES, RANGES, SITE, HistoryData, HistoryView,
-                                    RangeError, range_label, ratio, resolve_range, weekly_grid)
+from dashboard.history_data import (MAX_CAMERA_LINES, RANGES, SITE, HistoryData, RangeError,
+                                    figures_for, resolve_range)
 from dashboard.pages import GRAPH_CONFIG
-from moodstream import history_figures as hf
 
 REFRESH_S = 30.0
 OUTPUTS = ("history-state", "history-summary", "history-trend", "history-heat-sentiment",
@@ -60,38 +57,6 @@ def layout(**_kwargs) -> html.Div:
 
 dash.register_page(__name__, layout=layout, path="/history", name="History",
                    title="moodstream · history", order=2)
-
-
-def figures_for(view: HistoryView, theme: str) -> tuple:
-    """(summary line, trend, sentiment heatmap, traffic heatmap, comparison) of a view."""
-    series = {label: (ratio(rows[:, F["sentiment_sum"]], rows[:, F["faces"]]),
-                      rows[:, F["people"]]) for label, rows in view.series.items()}
-    picked = sum(view.series.values())
-    heat_sentiment, heat_traffic = weekly_grid(view.range.hours, picked)
-    where = SITE.lower() if SITE in view.series else ", ".join(view.series)
-    compare = [(camera, _mean(t[F["sentiment_sum"]], t[F["faces"]]), t[F["people"]])
-               for camera, t in view.comparison.items() if t[F["frames"]] > 0]
-    return (
-        summary_line(view),
-        hf.history_trend(view.hours, series, f"Sentiment and people per hour · {where}",
-                         theme),
-        hf.weekly_heatmap(heat_sentiment, "Sentiment by weekday and hour", "sentiment", theme),
-        hf.weekly_heatmap(heat_traffic, "People per hour by weekday and hour", "traffic", theme),
-        hf.camera_comparison(compare, "Cameras compared over the range", theme),
-    )
-
-
-def summary_line(view: HistoryView) -> str:
-    total = view.total()
-    mean = _mean(total[F["sentiment_sum"]], total[F["faces"]])
-    return (f"{range_label(view.range)} · {int(total[F['frames']]):,} frames · "
-            f"{int(total[F['faces']]):,} faces · {int(total[F['people']]):,} people "
-            f"(counted per hour) · mean sentiment "
-            f"{'—' if mean is None else format(mean, '+.2f')}")
-
-
-def _mean(total: float, faces: float) -> float | None:
-    return float(total) / float(faces) if faces > 0 and math.isfinite(total) else None
 
 
 def register(app: Dash, data: DashboardData, _settings) -> None:

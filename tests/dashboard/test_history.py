@@ -1,0 +1,189 @@
+"""History: ranges, the weekday x hour grid and the figure builders (pure), and the data
+layer on a real Valkey holding rollups written by the aggregator's own code: the view
+equals the rollup keys, and viewers share one set of Redis reads per tick."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+import redis
+
+from aggregator.rollups import HourlyRollups
+from dashboard.data import DashboardData, DataUnavailable
+from dashboard.history_data import (F, SITE, HistoryData, HistoryRange, RangeError,
+                                    resolve_range, weekly_grid)
+from dashboard.history_data import figures_for
+from moodstream import history_figures as hf
+from moodstream.embedded import free_port
+from moodstream.redis_keys import ROLLUP_FIELDS, RedisKeys, parse_rollup
+from moodstream.rollups import DAY_S, HOUR_S, PartWrite, RollupWriter, backfill, hour_of
+from tests.dashboard.redis_fill import Filler
+
+# Monday 2026-11-30 10:20 UTC
+NOW = datetime(2026, 11, 30, 10, 20, tzinfo=timezone.utc).timestamp()
+TODAY = int(datetime(2026, 11, 30, tzinfo=timezone.utc).timestamp())
+
+
+def row(frames=10, faces=4, sentiment_sum=2.0, people=3) -> list[float]:
+    values = [0.0] * len(ROLLUP_FIELDS)
+    values[:4] = [frames, faces, sentiment_sum, people]
+    return values
+
+
+# ---------------------------------------------------------------- pure
+
+def test_ranges_are_utc_hours_and_days():
+    assert resolve_range("hour", NOW) == HistoryRange("hour", TODAY + 9 * HOUR_S, TODAY + 11 * HOUR_S)
+    assert resolve_range("today", NOW) == HistoryRange("today", TODAY, TODAY + 11 * HOUR_S)
+    week = resolve_range("7d", NOW)
+    assert week.start == TODAY - 6 * DAY_S and week.by_day and len(week.days) == 7
+    assert len(resolve_range("30d", NOW).days) == 30
+    custom = resolve_range("custom", NOW, "2026-11-01", "2026-11-02")
+    assert (custom.start, custom.end) == (TODAY - 29 * DAY_S, TODAY - 27 * DAY_S)
+    assert len(custom.hours) == 48
+    for bad, why in ((("2026-11-02", "2026-11-01"), "before"), ((None, "2026-11-01"), "pick"),
+                     (("2025-01-01", "2026-11-01"), "at most"), (("nope", "2026-11-01"), "pick")):
+        with pytest.raises(RangeError, match=why):
+            resolve_range("custom", NOW, *bad)
+    with pytest.raises(RangeError):
+        resolve_range("forever", NOW)
+
+
+def test_weekly_grid_puts_each_hour_in_its_weekday_and_hour():
+    monday_10, sunday_23 = TODAY + 10 * HOUR_S, TODAY - HOUR_S
+    rows = np.array([row(faces=4, sentiment_sum=2.0, people=3),
+                     row(faces=2, sentiment_sum=-2.0, people=5),
+                     row(faces=0, sentiment_sum=0.0, people=0)])
+    sentiment, traffic = weekly_grid([monday_10, sunday_23, monday_10 - 7 * DAY_S], rows)
+    assert sentiment.shape == traffic.shape == (7, 24)
+    assert sentiment[0, 10] == pytest.approx(0.5)  # (2 + 0) / (4 + 0) faces
+    assert traffic[0, 10] == pytest.approx(1.5)  # 3 people in one of two Monday-10 hours
+    assert sentiment[6, 23] == pytest.approx(-1.0) and traffic[6, 23] == 5
+    assert np.isnan(sentiment[3, 3]) and np.isnan(traffic[3, 3])  # not in the range
+
+
+def test_figure_builders_are_pure_and_honest_about_gaps():
+    hours = [datetime(2026, 11, 30, h) for h in range(3)]
+    fig = hf.history_trend(hours, {"cam-a": ([0.5, None, -0.2], [3, 0, 1]),
+                                   "cam-b": ([0.1, 0.2, 0.3], [1, 1, 1])}, theme="dark")
+    assert [t.name for t in fig.data] == ["cam-a", "cam-a", "cam-b", "cam-b"]
+    assert np.isnan(fig.data[0].y[1])  # an hour without faces is a gap, not a zero
+    assert fig.layout.template.layout.paper_bgcolor is not None
+    empty = hf.history_trend(hours, {SITE: ([None] * 3, [0, 0, 0])})
+    assert empty.layout.annotations[0].text == "no rollups in this range yet"
+    grid = np.full((7, 24), np.nan)
+    grid[0, 10] = 0.4
+    heat = hf.weekly_heatmap(grid, "s", "sentiment")
+    assert (heat.data[0].zmin, heat.data[0].zmax, heat.data[0].zmid) == (-1, 1, 0)
+    assert list(heat.data[0].y) == list(hf.WEEKDAYS)
+    assert hf.weekly_heatmap(np.full((7, 24), np.nan), "t", "traffic").layout.annotations
+    bars = hf.camera_comparison([("b", 0.3, 10), ("a", -0.5, 4), ("c", None, 0)])
+    assert list(bars.data[0].y) == ["a", "b", "c"]  # most negative first, no faces last
+    assert list(bars.data[0].text) == ["4 people", "10 people", "0 people"]
+
+
+def test_figures_for_a_view():
+    rng = HistoryRange("hour", TODAY + 9 * HOUR_S, TODAY + 11 * HOUR_S)
+    from dashboard.history_data import HistoryView
+    view = HistoryView(rng, {SITE: np.array([row(), row(faces=0, sentiment_sum=0, people=0)])},
+                       {"cam-a": np.array(row()), "cam-b": np.array(row(frames=0))})
+    summary, trend, heat_s, heat_t, compare = figures_for(view, "light")
+    assert summary == ("2026-11-30 09:00 – 2026-11-30 10:59 UTC · 20 frames · 4 faces · "
+                       "3 people (counted per hour) · mean sentiment +0.50")
+    assert list(trend.data[0].y[:1]) == [0.5] and np.isnan(trend.data[0].y[1])
+    assert list(compare.data[0].y) == ["cam-a"]  # cam-b had no frames in the range
+
+
+# ---------------------------------------------------------------- real Valkey
+
+@pytest.fixture(scope="module")
+def rolled(redis_server):
+    """Sessions applied by the real aggregator code, rolled up by its writer (the old,
+    closed one by the backfill), plus 30 days of rollups written through RollupWriter."""
+    prefix = f"h{uuid.uuid4().hex[:8]}"
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, db=12,
+                         decode_responses=True)
+    keys, now = RedisKeys(prefix), time.time()
+    filler = Filler(client, prefix)
+    filler.aggregator.rollups = HourlyRollups(client, keys, 400 * DAY_S, 0, every_s=0)
+    filler.session("cam-a", "sess-a0", now - 7200, 30, 0.5, 0.6, end=True)
+    filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)
+    filler.session("cam-b", "sess-b1", now - 60, 60, -0.2, 0.9, people=3)
+    backfill(client, keys, 400 * DAY_S, 0)
+    filler.aggregator.rollups.run(time.time())
+    past = [PartWrite(camera, hour_of(now) - h * HOUR_S, f"old-{camera}-{h}",
+                      row(frames=100, faces=20 + h % 5, sentiment_sum=(h % 7 - 3) * 2.0,
+                          people=1 + h % 4))
+            for camera in ("cam-a", "cam-c") for h in range(3, 30 * 24, 5)]
+    RollupWriter(client, keys, 400 * DAY_S, 0).write(past)
+    try:
+        yield client, keys
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+
+
+def rollup_rows(client, key: str, hours: list[int]) -> np.ndarray:
+    return np.array([parse_rollup(v) or [0.0] * len(ROLLUP_FIELDS)
+                     for v in client.hmget(key, hours)])
+
+
+def test_view_equals_the_rollups_in_redis(rolled):
+    client, keys = rolled
+    history = HistoryData(DashboardData(client, keys))
+    assert history.cameras() == ["cam-a", "cam-b", "cam-c"]
+    today = resolve_range("today", time.time())
+    site = history.view(today).series[SITE]
+    per_camera = sum(rollup_rows(client, keys.rollup_hourly(c), today.hours)
+                     for c in ("cam-a", "cam-b", "cam-c"))
+    assert site == pytest.approx(per_camera)
+    # The live sessions' seconds are all in: the site counts every face they had.
+    faces = sum(float(client.hget(keys.totals(s), "faces") or 0)
+                for s in ("sess-a1", "sess-b1"))
+    hour_rows = history.view(resolve_range("hour", time.time())).series[SITE]
+    assert hour_rows[:, F["faces"]].sum() >= faces > 0
+    month = resolve_range("30d", time.time())
+    view = history.view(month, ("cam-c", "cam-a"))
+    assert list(view.series) == ["cam-c", "cam-a"]
+    assert view.series["cam-c"] == pytest.approx(
+        rollup_rows(client, keys.rollup_hourly("cam-c"), month.hours))
+    for camera, totals in view.comparison.items():  # compared by day over 30 days
+        assert totals == pytest.approx(
+            rollup_rows(client, keys.rollup_daily(camera), month.days).sum(axis=0))
+    in_range = [h for h in range(3, 30 * 24, 5) if hour_of(time.time()) - h * HOUR_S >= month.start]
+    assert view.comparison["cam-c"][F["frames"]] == 100 * len(in_range)
+
+
+def _commands(client) -> int:
+    return sum(stat["calls"] for name, stat in client.info("commandstats").items()
+               if name != "cmdstat_info")
+
+
+def test_viewers_share_one_read_per_tick(rolled):
+    client, keys = rolled
+    spent = {}
+    for viewers in (1, 5):
+        history = HistoryData(DashboardData(client, keys, clock=lambda: NOW, cache_s=2.0))
+        month = resolve_range("30d", time.time())
+        before = _commands(client)
+        threads = [threading.Thread(target=lambda: (history.cameras(), history.view(month)))
+                   for _ in range(viewers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        spent[viewers] = _commands(client) - before
+    assert spent[1] == spent[5] > 0
+
+
+def test_unreachable_redis_is_data_unavailable():
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, decode_responses=True)
+    history = HistoryData(DashboardData(dead, RedisKeys("x")))
+    with pytest.raises(DataUnavailable):
+        history.view(resolve_range("today", NOW))
