@@ -1,16 +1,20 @@
 """Kafka client factories: TLS/SASL settings from the environment reach every client
 (producer, consumer, admin), the password never reaches a log, and topics are created on
-the real embedded broker with their retention."""
+the real embedded broker with their retention. The Redis factory: redis+cluster:// URLs
+(the real cluster is in test_redis_cluster.py)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
+from redis.connection import SSLConnection, parse_url
 
 from moodstream import clients
+from moodstream.embedded import free_port
 from moodstream.settings import CommonSettings, SettingsError
 from moodstream.topics import Topics
 
@@ -201,3 +205,44 @@ def test_sasl_password_never_reaches_a_log_or_an_error(kafka_server, unique_pref
     assert "'sasl_plain_username': 'moodstream'" in caplog.text  # the record is there ...
     assert "kafka-hunter2" not in caplog.text  # ... without the password
     assert "cannot reach Kafka" in str(error.value) and "kafka-hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize("url, first, others", [
+    ("redis+cluster://r1:7000,r2:7001,r3:7002", "redis://r1:7000", [("r2", 7001), ("r3", 7002)]),
+    ("redis+cluster://:s3cret@r1:7000,r2/0", "redis://:s3cret@r1:7000/0", [("r2", 6379)]),
+    ("rediss+cluster://app:s3cret@[::1]:7000,r2:7001?ssl_cert_reqs=none",
+     "rediss://app:s3cret@[::1]:7000?ssl_cert_reqs=none", [("r2", 7001)]),
+])
+def test_cluster_url_lists_every_node_and_keeps_credentials_and_options(url, first, others):
+    got_first, more = clients.cluster_url(url)
+    assert got_first == first and [(n.host, n.port) for n in more] == others
+    tls = parse_url(got_first).get("connection_class") is SSLConnection
+    assert tls == url.startswith("rediss+")
+
+
+def test_a_plain_redis_url_is_not_a_cluster():
+    assert clients.cluster_url("redis://:pw@r1:6379/2") is None
+    assert clients.cluster_url("rediss://r1:6380") is None
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://:hunter2@r1:7000/3",  # a cluster has db 0
+                                 "redis+cluster://:hunter2@r1:port",
+                                 "redis+cluster://:hunter2@r1:7000,,r2:7001"])
+def test_a_malformed_cluster_url_is_one_line_without_the_password(url):
+    with pytest.raises(clients.ServiceUnavailable) as error:
+        clients.redis_client(CommonSettings.load(redis_url=url))
+    message = str(error.value)
+    assert message.startswith("invalid REDIS_URL") and "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_an_unreachable_cluster_is_one_line_without_the_password():
+    port = free_port()
+    settings = CommonSettings.load(redis_url=f"redis+cluster://:hunter2@127.0.0.1:{port}",
+                                   connect_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(clients.ServiceUnavailable) as error:
+        clients.redis_client(settings)
+    assert time.monotonic() - started < 15
+    assert str(error.value).startswith("cannot reach Redis at redis+cluster://***@127.0.0.1")
+    assert "hunter2" not in str(error.value)
