@@ -118,7 +118,8 @@ def _alerts(pdf: _Document, alerts: Sequence[Mapping[str, Any]]) -> None:
         return
     _table(pdf, [label for label, _ in _ALERT_COLUMNS],
            ([a.get("status"), _when(a.get("opened_at")), _when(a.get("resolved_at")),
-             a.get("sentiment"), a.get("worst"), a.get("threshold")] for a in alerts))
+             a.get("sentiment"), a.get("worst"), a.get("threshold")] for a in alerts),
+           widths=(2, 3, 3, 2, 2, 2))
 
 
 def _document(title: str, subtitle: str) -> _Document:
