@@ -55,13 +55,11 @@ def crashing(original):
                 os._exit(137)
         return original(self, *args, **kwargs)
     return commit
+import kafka  # both commit through moodstream.consumer.ConsumerLoop -> KafkaConsumer.commit
+kafka.KafkaConsumer.commit = crashing(kafka.KafkaConsumer.commit)
 if sys.argv[1] == "detector":
-    import detector.service as target
-    target.DetectorService.commit = crashing(target.DetectorService.commit)
     from detector.__main__ import main
 else:
-    import kafka
-    kafka.KafkaConsumer.commit = crashing(kafka.KafkaConsumer.commit)
     from aggregator.__main__ import main
 sys.exit(main(sys.argv[2:]))
 """
