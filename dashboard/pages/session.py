@@ -18,7 +18,8 @@ from moodstream.reports import ReportError, SessionNotFound, render
 log = logging.getLogger(__name__)
 _BUTTON = "btn btn-outline-secondary btn-sm"
 DOWNLOADS = {"download-csv": ("csv", "text/csv"), "download-json": ("json", "application/json"),
-             "download-html": ("html", "text/html")}
+             "download-html": ("html", "text/html"),
+             "download-pdf": ("pdf", "application/pdf")}
 
 
 def layout(session_id: str | None = None, **_kwargs) -> html.Div:
@@ -29,6 +30,7 @@ def layout(session_id: str | None = None, **_kwargs) -> html.Div:
             html.Button("Download CSV", id="download-csv", className=_BUTTON),
             html.Button("Download JSON", id="download-json", className=_BUTTON),
             html.Button("Download HTML report", id="download-html", className=_BUTTON),
+            html.Button("Download PDF report", id="download-pdf", className=_BUTTON),
         ]),
         html.Div(id="session-summary"),
         dcc.Graph(id="session-sentiment", config=GRAPH_CONFIG),
@@ -88,4 +90,7 @@ def register(app: Dash, data: DashboardData, _settings) -> None:
             log.warning("report for %s not available: %s", session_id, exc)
             raise PreventUpdate from None
         # The file name comes from a validated id only, never from raw user text.
-        return dcc.send_string(render(report, fmt), f"moodstream-{session_id}.{fmt}", type=mime)
+        content, name = render(report, fmt), f"moodstream-{session_id}.{fmt}"
+        if isinstance(content, bytes):  # PDF
+            return dcc.send_bytes(content, name, type=mime)
+        return dcc.send_string(content, name, type=mime)

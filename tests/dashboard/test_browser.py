@@ -10,6 +10,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pypdf
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -124,7 +125,7 @@ def test_session_page_timeline_and_report_downloads(browser, dashboard_url, down
     assert "tracks (people)\t3" in facts and "camera\tcam-b" in facts
 
     for button, suffix in (("download-csv", ".csv"), ("download-json", ".json"),
-                           ("download-html", ".html")):
+                           ("download-html", ".html"), ("download-pdf", ".pdf")):
         browser.find_element(By.ID, button).click()
         _wait_download(downloads, suffix)
 
@@ -138,6 +139,8 @@ def test_session_page_timeline_and_report_downloads(browser, dashboard_url, down
     parser.feed(page)
     assert parser.script_srcs == []  # self-contained: plotly.js is inline, nothing to fetch
     assert parser.tags.get("img", 0) == 0 and "sess-b1" in page and "Plotly.newPlot" in page
+    pdf = pypdf.PdfReader(downloads / "moodstream-sess-b1.pdf")
+    assert len(pdf.pages) >= 2 and "moodstream session sess-b1" in pdf.pages[0].extract_text()
     assert_console_clean(browser)
 
 
