@@ -305,7 +305,8 @@ def cmd_demo(args, settings: CommonSettings) -> int:
             # The source goes through the environment: a camera URL's password must not
             # show in `ps` (argv is world-readable in /proc).
             stack.start(f"ingest:{camera_id}", "--camera-id", camera_id, "--fps", str(args.fps),
-                        *mode, module="ingest", env={"MOODSTREAM_INGEST_SOURCE": src})
+                        *mode, module="ingest", env={"MOODSTREAM_INGEST_SOURCE": src,
+                                                     **_demo_privacy(args, camera_id, live)})
         if not wait_until(lambda: not _port_free(args.host, port), 90.0, check=stack.supervise):
             raise ServiceFailed(f"dashboard did not start listening on {url}")
         stack.publish_state(url)
@@ -314,6 +315,13 @@ def cmd_demo(args, settings: CommonSettings) -> int:
         while True:
             stack.supervise()  # restarts a crashed worker; ServiceFailed on a crash loop
             time.sleep(0.5)
+
+
+def _demo_privacy(args, camera_id: str, live: bool) -> dict[str, str]:
+    """A demo camera's purpose and notice (ingest refuses a live camera without purpose)."""
+    where = "live camera" if live else camera_id.replace("-", " ")
+    return {"MOODSTREAM_INGEST_PURPOSE": args.purpose or f"demo: customer sentiment, {where}",
+            "MOODSTREAM_INGEST_NOTICE": "true" if args.notice else "false"}
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -408,6 +416,19 @@ def cmd_sessions(args, settings: CommonSettings) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- roi-preview
+
+def cmd_roi_preview(args, settings: CommonSettings) -> int:
+    """One frame of a camera with its ROI exclusion zones drawn, into a local image."""
+    from moodstream.roi_preview import PreviewError, write_preview
+    out = Path(args.out or f"roi-preview-{args.camera}.png")
+    try:
+        print(write_preview(Path(args.camera_file), args.camera, out, args.at))
+    except PreviewError as exc:
+        raise UserError(str(exc)) from None
+    return 0
+
+
 # ---------------------------------------------------------------- main
 
 def _parser() -> argparse.ArgumentParser:
@@ -418,6 +439,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8050)
     d.add_argument("--fps", type=float, default=5.0, help="frames per second sampled per camera")
+    d.add_argument("--purpose", help="why the camera is analysed, shown on the dashboard "
+                                     "(default: demo: customer sentiment, ...)")
+    d.add_argument("--notice", action="store_true",
+                   help="a notice (signage) tells the people in view (default: not posted)")
     a = sub.add_parser("analyze", help="analyse recorded videos and still images end to end "
                                        "and write reports")
     a.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -449,11 +474,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep rollups this long, 0 = keep (default 400 days)")
     b.add_argument("--parts-ttl-s", type=int, default=90 * 86400,
                    help="keep per-session parts this long, 0 = keep (default 90 days)")
+    v = sub.add_parser("roi-preview", help="draw a camera's ROI exclusion zones over one of "
+                                           "its frames, into a local image")
+    v.add_argument("camera_file", metavar="CAMERA_FILE", help="the camera file (.yaml/.toml)")
+    v.add_argument("--camera", required=True, help="camera id in the file")
+    v.add_argument("--out", help="image to write (.png or .jpg; default roi-preview-CAMERA.png)")
+    v.add_argument("--at", type=float, default=0.0, help="seconds into a video file (default 0)")
     return p
 
 
 COMMANDS = {"demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "sessions": cmd_sessions,
-            "backfill-rollups": cmd_backfill_rollups}
+            "backfill-rollups": cmd_backfill_rollups, "roi-preview": cmd_roi_preview}
 
 
 def main(argv: list[str] | None = None) -> int:
