@@ -24,7 +24,7 @@
 -- handled (skipped_frames), no faces; ttl_s 0 = none.
 -- Returns {applied (1 | 0 duplicate | -1 rejected), status or reason, handled frames
 -- (analysed + skipped), expected_frames ("" when unknown), started_at (of the session
--- meta), people (distinct tracks of the session)}.
+-- meta), people (distinct tracks of the session), updated_at (of the session meta)}.
 
 local function split(text)
   local out = {}
@@ -83,7 +83,7 @@ local function invalid()
 end
 
 local reason = invalid()
-if reason then return {-1, reason, '0', '', '', 0} end
+if reason then return {-1, reason, '0', '', '', 0, ''} end
 
 local function handled()
   local counts = redis.call('HMGET', KEYS[3], 'frames', 'skipped_frames')
@@ -92,9 +92,9 @@ end
 
 -- First write: the frame's bit. Already set = a duplicate, nothing changes.
 if redis.call('SETBIT', KEYS[1], seq, 1) == 1 then
-  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'started_at')
+  local m = redis.call('HMGET', KEYS[2], 'status', 'expected_frames', 'started_at', 'updated_at')
   return {0, m[1] or 'open', handled(), m[2] or '', m[3] or started_at,
-          redis.call('SCARD', KEYS[5])}
+          redis.call('SCARD', KEYS[5]), m[4] or ''}
 end
 
 -- Session meta: opened by its first frame unless session_start came first.
@@ -123,7 +123,7 @@ local function expire_all()
 end
 
 local function done()
-  return {1, status, handled(), expected, meta[5], redis.call('SCARD', KEYS[5])}
+  return {1, status, handled(), expected, meta[5], redis.call('SCARD', KEYS[5]), now_raw}
 end
 
 if skipped ~= 0 then

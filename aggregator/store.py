@@ -148,12 +148,12 @@ class SessionStore:
         """The live-state scripts and index writes that follow the batch's apply scripts."""
         commands, started, active, cameras = [], {}, {}, {}
         for msg, (_, args, _), reply in zip(messages, calls, replies):
-            code, status, _, _, started_at, people = reply
+            code, status, _, _, started_at, people, updated_at = reply
             if int(code) < 0:
                 continue  # rejected: nothing was written
             started[msg.session_id] = float(started_at)
-            if int(code) == 1 and status != "closed":
-                active[msg.session_id] = now
+            if status != "closed" and updated_at:  # a duplicate restores, never refreshes
+                active[msg.session_id] = max(float(updated_at), active.get(msg.session_id, 0))
             if msg.skipped:
                 continue  # handled, no faces: no live state
             cameras[msg.camera_id] = max(msg.capture_ts, cameras.get(msg.camera_id, msg.capture_ts))
@@ -165,11 +165,12 @@ class SessionStore:
     def _index_writes(self, started: Mapping[str, float], active: Mapping[str, float],
                       cameras: Mapping[str, float]) -> list[Callable]:
         """Cross-session index updates, one key per command (any cluster slot): sessions
-        by start time (NX: the first start wins), active sessions by last update, cameras
-        by last seen (GT: a replayed older frame never moves one back); TTLs refreshed."""
+        by start time (NX: the first start wins), active sessions by last update and
+        cameras by last seen (GT: never moved back); TTLs refreshed."""
         k, out = self.keys, []
         for key, members, options, ttl in ((k.sessions, started, {"nx": True}, self.index_ttl_s),
-                                           (k.active_sessions, active, {}, self.bucket_ttl_s),
+                                           (k.active_sessions, active, {"gt": True},
+                                            self.bucket_ttl_s),
                                            (k.cameras, cameras, {"gt": True}, self.bucket_ttl_s)):
             if members:
                 out.append(partial(_zadd, key, dict(members), options))

@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+from redis.crc import key_slot
 
 from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS, sentiment
 from moodstream.redis_keys import parse_buckets
@@ -157,3 +158,33 @@ def test_retention_ttl_expires_buckets_and_the_summary_outlives_them(make_store,
     time.sleep(1.2)
     assert not any(redis_conn.exists(k) for k in keys.session_keys("s1"))
     assert build_report(redis_conn, keys, "s1") == report  # served from the summary now
+
+
+def test_each_script_call_touches_one_cluster_slot(make_store, keys):
+    """Redis Cluster runs a script only on keys of one slot: the apply script's keys are
+    all the session's, under its {sess:S} hash tag."""
+    store = make_store()
+    call_keys, _, _ = store.detection_call(detection(3, ["happy"], session="visit-9"), T0 + 1)
+    assert {key_slot(k.encode()) for k in call_keys} == {key_slot(b"sess:visit-9")}
+    assert all("{sess:visit-9}" in k for k in [*keys.session_keys("visit-9"),
+                                                 keys.summary("visit-9")])
+    assert "{cam:cam1}" in keys.camera_live("cam1")
+
+
+def test_indexes_lost_between_the_two_rounds_are_healed_by_redelivery(make_store, redis_conn,
+                                                                      keys):
+    """The index writes follow the apply scripts in a second round trip; an aggregator that
+    died between the two leaves its batch uncommitted, and the redelivered (now duplicate)
+    frames write the indexes again without counting or moving the live state twice."""
+    store, messages = make_store(ema_alpha=0.5), stream(12)
+    store.apply_detections(messages)
+    totals = redis_conn.hgetall(keys.totals("s1"))
+    live = redis_conn.hgetall(keys.camera_live("cam1"))
+    updated_at = redis_conn.zscore(keys.active_sessions, "s1")
+    redis_conn.delete(keys.sessions, keys.active_sessions, keys.cameras)  # a lost second round
+    assert not any(a.applied for a in store.apply_detections(messages))
+    assert redis_conn.zscore(keys.sessions, "s1") == pytest.approx(T0)
+    assert redis_conn.zscore(keys.active_sessions, "s1") == updated_at  # the idle timer
+    assert redis_conn.zscore(keys.cameras, "cam1") == pytest.approx(messages[-1].capture_ts)
+    assert redis_conn.hgetall(keys.totals("s1")) == totals
+    assert redis_conn.hgetall(keys.camera_live("cam1")) == live
