@@ -28,6 +28,7 @@ from typing import Callable
 
 import redis
 
+from moodstream.clients import run_pipeline, script_call
 from moodstream.redis_keys import PROB_FIELDS, RedisKeys, parse_rollup
 from moodstream.rollups import (HOUR_S, PartWrite, RollupWriter, hour_of, hours_between,
                                 seconds_in_hour)
@@ -171,20 +172,21 @@ class HourlyRollups:
         return hours_between(started, max(e for e in ends if e is not None))[-MAX_FINALISE_HOURS:]
 
     def _recompute(self, tasks: list[tuple[str, str, float, int, str]]) -> int:
-        pipe, reads = self.r.pipeline(transaction=False), []
+        commands, reads = [], []  # script_call: a Redis Cluster pipeline refuses pipe.evalsha()
         for camera, session_id, started, hour, _stamp in tasks:
             span = seconds_in_hour(started, hour)
             if span is None:
                 continue
-            self._read(keys=[self.keys.buckets(session_id), self.keys.bucket_track_ids(session_id),
+            commands.append(script_call(
+                self._read, [self.keys.buckets(session_id), self.keys.bucket_track_ids(session_id),
                              self.keys.bucket_tracks(session_id)],
-                       args=[span[0], span[1], HOUR_S + 1, MAX_TRACK_PAIRS, ",".join(PROB_FIELDS)],
-                       client=pipe)
+                [span[0], span[1], HOUR_S + 1, MAX_TRACK_PAIRS, ",".join(PROB_FIELDS)]))
             reads.append((camera, session_id, hour))
         if not reads:
             return 0
+        packed_parts = run_pipeline(self.r, commands)
         parts = [PartWrite(camera, hour, session_id, parse_rollup(packed))
-                 for (camera, session_id, hour), packed in zip(reads, pipe.execute())]
+                 for (camera, session_id, hour), packed in zip(reads, packed_parts)]
         written = self.writer.write(parts)
         self._computed.update({(t[1], t[3]): t[4] for t in tasks})
         return written

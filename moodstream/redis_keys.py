@@ -4,44 +4,57 @@ The aggregator writes these keys; the dashboard and the report exporter read the
 Every key starts with the prefix (default ``ms``) so one Redis can host several
 deployments. Ids are validated (schemas.valid_id) before they reach a key.
 
+Redis Cluster: a Lua script or multi-key command may only touch keys of one hash slot,
+and a key's slot is that of its hash tag, the text between its first ``{`` and the next
+``}``. So every key of a session carries the tag ``{sess:S}`` and every key of a camera
+``{cam:C}``: each script works on one session or one camera. The cross-session keys
+(sessions, sessions:active, cameras, alerts:open, workers, alert_thresholds, the rollup
+indexes and site totals) carry no tag, so they spread over the nodes; each is written by
+plain commands of its own, pipelined without MULTI, never inside a script with a session
+or camera key (aggregator.store says how that stays exactly-once). A prefix must not
+contain ``{`` or ``}`` (it would become every key's tag). Ids cannot (valid_id).
+
 Per session ``S`` of camera ``C``::
 
     {p}:sessions                 ZSET  member S, score = started_at (epoch s)   session index
     {p}:sessions:active          ZSET  member S, score = updated_at, for sessions not yet
                                        closed (the aggregator's idle/end-grace timer)
-    {p}:session:S:meta           HASH  camera_id, source, status (open|ending|closed),
+    {p}:session:{sess:S}:meta    HASH  camera_id, source, status (open|ending|closed),
                                        started_at, ended_at, last_seen, expected_frames,
                                        end_reason, updated_at (aggregator wall clock of
                                        the last write; drives the idle timeout), valence
                                        (JSON weights the sentiment sums were made with),
                                        stale_frames (live frames the detector skipped for
                                        being older than its --max-lag-s)
-    {p}:session:S:totals         HASH  frames (analysed), skipped_frames (the detector
+    {p}:session:{sess:S}:totals  HASH  frames (analysed), skipped_frames (the detector
                                        dead-lettered or skipped them as stale: handled,
                                        no faces),
                                        frames_with_faces, faces, excluded_faces,
                                        sentiment_sum, p:<emotion> (probability sums)
-    {p}:session:S:buckets        HASH  per-second buckets, field "<t>|<name>" with name in
+    {p}:session:{sess:S}:buckets HASH  per-second buckets, field "<t>|<name>" with name in
                                        frames, faces, sentiment_sum, p:<emotion>;
                                        t = floor(offset_s) (video time for files)
-    {p}:session:S:tracks         SET   distinct track ids seen (people counted)
-    {p}:session:S:bucket_tracks  HASH  "<t>" -> number of distinct tracks in second t
-    {p}:session:S:bucket_track_ids SET "<t>|<track_id>" pairs already counted in
+    {p}:session:{sess:S}:tracks  SET   distinct track ids seen (people counted)
+    {p}:session:{sess:S}:bucket_tracks
+                                 HASH  "<t>" -> number of distinct tracks in second t
+    {p}:session:{sess:S}:bucket_track_ids
+                                 SET   "<t>|<track_id>" pairs already counted in
                                        bucket_tracks (makes that count distinct)
-    {p}:session:S:seen:R         BITMAP bit seq set once frame (S, run R, seq) is applied:
+    {p}:session:{sess:S}:seen:R
+                                 BITMAP bit seq set once frame (S, run R, seq) is applied:
                                        the exactly-once guard. One per ingest run R
                                        (seq restarts at 0 in every run); seq <=
                                        schemas.MAX_SEQ keeps one bitmap <= 8 MiB
                                        (~54 KB per camera-day at 5 fps)
-    {p}:session:S:alerts         LIST  alert records (JSON), newest last
-    {p}:session:S:summary        STRING  JSON summary written when the session closes;
+    {p}:session:{sess:S}:alerts  LIST  alert records (JSON), newest last
+    {p}:session:{sess:S}:summary STRING  JSON summary written when the session closes;
                                        may outlive the buckets (separate TTL). It is
                                        reports.build_report() at close time.
 
 Per camera::
 
     {p}:cameras                  ZSET  member C, score = last_seen (capture_ts)
-    {p}:camera:C:live            HASH  session_id, last_seen, sentiment (EMA), faces,
+    {p}:camera:{cam:C}:live      HASH  session_id, last_seen, sentiment (EMA), faces,
                                        people, dominant, p:<emotion> (EMA), alert
                                        (open|"" ), status, capture_ts (of the last applied
                                        frame), offset_s, applied_at (aggregator wall clock
@@ -198,7 +211,7 @@ class RedisKeys:
 
     def alert_acks(self, camera_id: str) -> str:
         """Acknowledgements of the camera's alerts ({cam:C}: a Redis Cluster hash tag)."""
-        return f"{self.prefix}:camera:{{cam:{camera_id}}}:alert_acks"
+        return self._camera(camera_id, "alert_acks")
 
     @property
     def alert_thresholds(self) -> str:

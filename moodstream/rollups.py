@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 import redis
 
 from moodstream.emotions import EMOTIONS
+from moodstream.clients import run_pipeline, script_call
 from moodstream.redis_keys import ROLLUP_FIELDS, RedisKeys, pack_rollup, parse_rollup
 from moodstream.schemas import valid_id
 
@@ -137,16 +138,18 @@ class RollupWriter:
         parts = list(parts)
         if not parts:
             return 0
-        pipe = self.r.pipeline(transaction=False)
+        commands = []  # script_call: a Redis Cluster pipeline refuses pipe.evalsha()
         for p in parts:
             packed = pack_rollup(p.values) if p.values and p.values[0] > 0 else ""
-            self._write(keys=[self.keys.rollup_parts(p.camera_id, p.hour),
+            commands.append(script_call(
+                self._write, [self.keys.rollup_parts(p.camera_id, p.hour),
                               self.keys.rollup_hourly(p.camera_id),
                               self.keys.rollup_daily(p.camera_id)],
-                        args=[p.hour, p.session_id, packed, self.parts_ttl_s,
-                              self.rollup_ttl_s, "nx" if keep_existing else ""], client=pipe)
-        pipe.sadd(self.keys.rollup_cameras, *{p.camera_id for p in parts})
-        pipe.execute()
+                [p.hour, p.session_id, packed, self.parts_ttl_s, self.rollup_ttl_s,
+                 "nx" if keep_existing else ""]))
+        cameras = {p.camera_id for p in parts}
+        commands.append(lambda pipe: pipe.sadd(self.keys.rollup_cameras, *cameras))
+        run_pipeline(self.r, commands)
         self.refresh_site({p.hour for p in parts})
         return len(parts)
 

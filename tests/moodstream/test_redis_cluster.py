@@ -1,5 +1,6 @@
 """moodstream on a real 3-node Redis Cluster (valkey-server, slots assigned here): the
-aggregator's apply/lifecycle scripts, a report and the dashboard's data layer.
+aggregator's apply/lifecycle scripts, alerts and hourly rollups, a report and the
+dashboard's data layer.
 
 redis-py refuses a multi-key command or script whose keys are in different slots
 ("... all keys must map to the same key slot") and the server answers CROSSSLOT, so
@@ -20,11 +21,12 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from aggregator.alerts import AlertEvent, AlertStore
+from aggregator.rollups import HourlyRollups
 from aggregator.store import SessionStore
 from dashboard.data import DashboardData, SessionFilter
 from moodstream.clients import redis_client
 from moodstream.emotions import DEFAULT_VALENCE
-from moodstream.redis_keys import RedisKeys
+from moodstream.redis_keys import RedisKeys, parse_rollup
 from moodstream.reports import build_report
 from moodstream.settings import CommonSettings
 from tests.aggregator.conftest import REPO_ROOT, control, detection
@@ -179,3 +181,16 @@ def test_dashboard_data_layer_reads_the_cluster(client, keys):
     report = data.report("s1")
     assert report["frames_processed"] == rows["s1"].frames == 90 * 2
     assert report["faces_detected"] == rows["s1"].faces
+
+
+def test_hourly_rollups_read_and_write_on_a_cluster(client, keys):
+    now = time.time()
+    filler = Filler(client, keys.prefix)
+    for session, camera in SESSIONS.items():
+        filler.session(camera, session, now - 40, 40, 0.5, -0.5)
+    rollups = HourlyRollups(client, keys, rollup_ttl_s=86400, parts_ttl_s=86400)
+    assert rollups.run(now) >= len(SESSIONS)  # one read and one write script per part
+    for session, camera in SESSIONS.items():
+        hours = [parse_rollup(v) for v in client.hvals(keys.rollup_hourly(camera))]
+        assert sum(h[0] for h in hours) == 40 * 2  # frames: 40 s at 2 fps
+        assert sum(h[1] for h in hours) == build_report(client, keys, session)["faces_detected"]
