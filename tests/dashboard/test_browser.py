@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from moodstream.embedded import EmbeddedRedis
+from moodstream.redis_keys import RedisKeys
 from tests.dashboard.conftest import dashboard_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
@@ -151,8 +152,8 @@ def test_sessions_page_lists_and_filters(browser, dashboard_url, filled_redis):
     listed = text_of(browser, "#sessions")
     assert all(s in listed for s in ("sess-a0", "sess-a1", "sess-b1"))
     # Expected from the aggregator's totals, independently of the dashboard's arithmetic.
-    means = {s: float(client.hget(f"{prefix}:session:{s}:totals", "sentiment_sum")) /
-             float(client.hget(f"{prefix}:session:{s}:totals", "faces"))
+    means = {s: float(client.hget(RedisKeys(prefix).totals(s), "sentiment_sum")) /
+             float(client.hget(RedisKeys(prefix).totals(s), "faces"))
              for s in ("sess-a0", "sess-a1", "sess-b1")}
     threshold = round(sorted(means.values())[1] + 0.01, 2)  # only the happiest stays
     box = browser.find_element(By.ID, "filter-min")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from moodstream.redis_keys import RedisKeys
 from tests.conftest import REPO
 from tests.dashboard.conftest import dashboard_process
 from tests.dashboard.redis_fill import Filler
@@ -40,8 +41,8 @@ def seeded(request, redis_server):
     filler.session("cam-a", "sess-a0", now - 7200, 30, 0.5, 0.6, end=True)
     filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)  # turns sour: alert
     filler.session("cam-b", "sess-b1", now - 60, 60, -0.2, 0.9, people=3)
-    client.hset(f"{prefix}:camera:cam-b:live", mapping={"purpose": "queue length at checkout 2",
-                                                        "notice": "1"})
+    client.hset(RedisKeys(prefix).camera_live("cam-b"),
+                mapping={"purpose": "queue length at checkout 2", "notice": "1"})
     env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
     try:
         with dashboard_process(env) as (base, _proc):
@@ -56,12 +57,12 @@ def expected_kpis(client: redis.Redis, prefix: str, now: float) -> dict:
     """The tiles, computed straight from the aggregator's keys (not the dashboard's code)."""
     sentiments, faces, people = [], 0, 0
     for camera in client.zrange(f"{prefix}:cameras", 0, -1):
-        live = client.hgetall(f"{prefix}:camera:{camera}:live")
+        live = client.hgetall(RedisKeys(prefix).camera_live(camera))
         if not live.get("session_id") or now - float(live["last_seen"]) > LIVE_S:
             continue
         people += int(live["people"])
-        started = float(client.hget(f"{prefix}:session:{live['session_id']}:meta", "started_at"))
-        buckets = client.hgetall(f"{prefix}:session:{live['session_id']}:buckets")
+        started = float(client.hget(RedisKeys(prefix).meta(live["session_id"]), "started_at"))
+        buckets = client.hgetall(RedisKeys(prefix).buckets(live["session_id"]))
         for field, value in buckets.items():
             second, _, name = field.partition("|")
             at = started + int(second)
@@ -144,7 +145,7 @@ def test_sessions_and_session_pages(browser, seeded):
     screenshot(browser, f"sessions-{size}")
     browser.get(base + "/session/sess-b1")
     wait_until(browser, lambda d: plot_data(d, "session-sentiment"), "session timeline")
-    faces = client.hget(f"{prefix}:session:sess-b1:totals", "faces")
+    faces = client.hget(RedisKeys(prefix).totals("sess-b1"), "faces")
     assert f"faces detected\t{int(float(faces))}" in text_of(browser, "#session-facts")
     screenshot(browser, f"session-{size}")
     browser.get(base + "/no-such-page")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from moodstream.redis_keys import RedisKeys
 from tests.conftest import VIDEOS
 
 
@@ -142,7 +143,7 @@ def test_sessions_lists_timestamps_no_calendar_holds(redis_server):
     try:
         client.zadd(f"{prefix}:sessions", sessions)
         for session_id in sessions:
-            client.hset(f"{prefix}:session:{session_id}:meta",
+            client.hset(RedisKeys(prefix).meta(session_id),
                         mapping={"camera_id": "cam-1", "status": "closed"})
         result = run_cli("sessions", REDIS_URL=redis_server.url, MOODSTREAM_REDIS_PREFIX=prefix)
     finally:
