@@ -82,7 +82,8 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(None, validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
     topic_prefix: str = Field("moodstream", validation_alias=_env("TOPIC_PREFIX"))
-    redis_prefix: str = Field("ms", validation_alias=_env("REDIS_PREFIX"))
+    # No braces: a "{" in the prefix would make it every key's Redis Cluster hash tag.
+    redis_prefix: str = Field("ms", validation_alias=_env("REDIS_PREFIX"), pattern=r"^[^{}]*$")
     # Tansu only completes a group join after session_timeout/2, so keep this short.
     kafka_session_timeout_ms: int = Field(6000, validation_alias=_env("KAFKA_SESSION_TIMEOUT_MS"))
     kafka_partitions: int = Field(4, validation_alias=_env("KAFKA_PARTITIONS"))

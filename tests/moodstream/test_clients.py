@@ -246,3 +246,10 @@ def test_an_unreachable_cluster_is_one_line_without_the_password():
     assert time.monotonic() - started < 15
     assert str(error.value).startswith("cannot reach Redis at redis+cluster://***@127.0.0.1")
     assert "hunter2" not in str(error.value)
+
+
+def test_a_redis_prefix_with_a_brace_is_refused_at_load(monkeypatch):
+    # "{" in the prefix would become every key's hash tag: one cluster slot for everything.
+    monkeypatch.setenv("MOODSTREAM_REDIS_PREFIX", "ms{x}")
+    with pytest.raises(SettingsError, match="MOODSTREAM_REDIS_PREFIX"):
+        CommonSettings.load()
