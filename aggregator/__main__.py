@@ -8,7 +8,6 @@ import logging
 import sys
 import threading
 
-import redis
 from kafka.errors import KafkaError
 
 from aggregator.alerts import AlertMonitor, AlertRule, AlertStore
@@ -19,7 +18,7 @@ from aggregator.settings import AggregatorSettings
 from aggregator.store import SessionStore
 from aggregator.thresholds import ThresholdRules
 from aggregator.webhook import WebhookNotifier
-from moodstream.clients import (ServiceUnavailable, ensure_topics, kafka_consumer,
+from moodstream.clients import (REDIS_ERRORS, ServiceUnavailable, ensure_topics, kafka_consumer,
                                 kafka_producer, redis_client)
 from moodstream.deadletter import DeadLetterSender
 from moodstream.redis_keys import RedisKeys
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"aggregator: {exc}", file=sys.stderr)
         return 1
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         print(f"aggregator: Redis failed: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KafkaError as exc:

@@ -23,9 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import redis
-from redis.exceptions import RedisClusterException
 
-from moodstream.clients import run_pipeline, script_call
+from moodstream.clients import REDIS_ERRORS, run_pipeline, script_call
 from moodstream.emotions import EMOTIONS
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
@@ -150,7 +149,7 @@ def _guarded(method: Callable) -> Callable:
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except (redis.RedisError, RedisClusterException) as exc:  # the latter: no node answers
+        except REDIS_ERRORS as exc:
             raise DataUnavailable(f"Redis unreachable ({type(exc).__name__})") from None
     return wrapper
 

@@ -27,6 +27,11 @@ class ServiceUnavailable(RuntimeError):
     """Kafka or Redis cannot be reached; the message names which and where."""
 
 
+# What a Redis call can raise when Redis fails: a RedisCluster that reaches no node at all
+# raises RedisClusterException, which is not a RedisError.
+REDIS_ERRORS = (redis.RedisError, RedisClusterException)
+
+
 def _retry(what: str, where: str, factory, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     while True:
