@@ -94,6 +94,8 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
     try:
         with quiet_kafka_logs():
             ensure_topics(settings, topics)
+    # Served only once it has its checks: a /readyz with none would answer "ready".
+    metrics.health.start_from(settings)
             producer = kafka_producer(settings) if settings.deadletter else None
         alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
         dead = DeadLetterSender(producer, topics.deadletter) if producer else None
@@ -143,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         stop_on_signals(stop, log)
         metrics = AggregatorMetrics()
-        # /healthz from now on; /readyz once Redis answers and partitions are assigned.
-        metrics.health.start_from(settings)
+        # serve() starts /healthz once Redis answers; /readyz is 200 once partitions are
+        # assigned too.
         try:
             serve(settings, stop, metrics)
         finally:
