@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="TTL of session summaries, 0 = keep (default 90 days)")
     p.add_argument("--valence", help="emotion weights, e.g. angry=-1,happy=1,surprise=0.3 "
                                      "(unnamed emotions keep their defaults)")
+    p.add_argument("--min-people", type=int,
+                   help="hide sentiment of fewer distinct people than this (default 1 = off)")
     p.add_argument("--alert-webhook-url", help="POST alert JSON here (optional)")
     p.add_argument("--no-alerts", action="store_const", const=False, dest="alerts_enabled",
                    help="do not evaluate negative-sentiment alerts")
@@ -87,15 +89,16 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
     metrics = metrics or AggregatorMetrics()
     r = redis_client(settings)
     store = SessionStore(r, keys, settings.valence, settings.bucket_ttl_s,
-                         settings.summary_ttl_s, settings.live_ema_alpha)
+                         settings.summary_ttl_s, settings.live_ema_alpha,
+                         min_people=settings.min_people)
     notifier = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
     producer = loop = None
     metrics.ready_when(r, lambda: loop.consumer if loop else None)
+    # Served only once it has its checks: a /readyz with none would answer "ready".
+    metrics.health.start_from(settings)
     try:
         with quiet_kafka_logs():
             ensure_topics(settings, topics)
-    # Served only once it has its checks: a /readyz with none would answer "ready".
-    metrics.health.start_from(settings)
             producer = kafka_producer(settings) if settings.deadletter else None
         alert_store = AlertStore(r, keys, settings.bucket_ttl_s, notifier)
         dead = DeadLetterSender(producer, topics.deadletter) if producer else None

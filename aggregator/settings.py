@@ -56,6 +56,10 @@ class AggregatorSettings(ServiceSettings):
         default_factory=lambda: dict(DEFAULT_VALENCE))
     # Weight of the newest frame in the camera live EMA (sentiment, emotion mix).
     live_ema_alpha: float = Field(0.3, gt=0, le=1)
+    # Privacy: sentiment of fewer distinct people than this (per second, per session, in
+    # view on a camera card) is not shown or exported (moodstream/suppression.py). A camera
+    # file may ask more for one camera (its `min_people`). 1 = off.
+    min_people: int = Field(1, ge=1, le=1000)
 
     # Alerts: window mean sentiment <= -alert_threshold for alert_min_duration_s opens one;
     # it resolves once the mean is above -alert_resolve_threshold for alert_clear_s, and

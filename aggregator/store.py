@@ -98,8 +98,9 @@ def _applied(msg: DetectionMessage, reply: list, sentiment_sum: float) -> Applie
 
 class SessionStore:
     def __init__(self, client: redis.Redis, keys: RedisKeys, valence: Mapping[str, float],
-                 bucket_ttl_s: int, summary_ttl_s: int, ema_alpha: float):
+                 bucket_ttl_s: int, summary_ttl_s: int, ema_alpha: float, min_people: int = 1):
         self.r, self.keys, self.valence = client, keys, dict(valence)
+        self.min_people = min_people  # privacy floor; a camera file may ask for more
         self._valence_json = json.dumps(self.valence, sort_keys=True)
         self.bucket_ttl_s, self.summary_ttl_s, self.ema_alpha = bucket_ttl_s, summary_ttl_s, ema_alpha
         # The index outlives both what it points at; 0 (keep) when either is kept.
@@ -205,12 +206,11 @@ class SessionStore:
         return out + ([partial(_expire, live, self.bucket_ttl_s)] if self.bucket_ttl_s else [])
 
     def _camera_privacy(self, event: ControlEvent) -> list[Callable]:
-        """The camera's purpose and notice (its camera file's) for the dashboard's camera
-        card and the session's meta; nothing when ingest sent none (an older producer)."""
+        """The camera's purpose, notice and min_people (moodstream.suppression) for the
+        dashboard's camera card, the session's meta and so its reports."""
         notice = {True: "1", False: "0"}.get(event.notice, "")
         fields = {k: v for k, v in (("purpose", event.purpose), ("notice", notice)) if v}
-        if not fields:
-            return []
+        fields["min_people"] = str(max(self.min_people, event.min_people or 1))
         live, meta = self.keys.camera_live(event.camera_id), self.keys.meta(event.session_id)
         out = [lambda p: p.hset(live, mapping=fields), lambda p: p.hset(meta, mapping=fields)]
         return out + ([partial(_expire, live, self.bucket_ttl_s)] if self.bucket_ttl_s else [])

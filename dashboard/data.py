@@ -29,6 +29,7 @@ from moodstream.emotions import EMOTIONS
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
 from moodstream.schemas import MAX_OFFSET_S, TS_LIMIT, valid_id
+from moodstream.suppression import min_people_of
 
 # The longest trend the page asks for (layout.TREND_WINDOWS), with room to spare: the
 # script refuses a longer span, so no value in Redis can make it loop for long.
@@ -39,10 +40,12 @@ MAX_TREND_SECONDS = 3600
 # Redis data (a camera's last offset_s), so it is checked first: whole numbers in
 # [0, ARGV[4]] at most ARGV[3] seconds apart (a double as large as 1e17 would otherwise
 # never step past itself: t + 1 == t, an endless loop that blocks Redis). Anything else
-# returns "".
+# returns "". A second with fewer distinct people (KEYS[2], bucket_tracks) than ARGV[5]
+# (min_people, moodstream.suppression) keeps its faces but not its sentiment: ":2".
 TREND_SCRIPT = """
 local lo, hi = tonumber(ARGV[1]), tonumber(ARGV[2])
 local max_span, max_t = tonumber(ARGV[3]), tonumber(ARGV[4])
+local min_people = tonumber(ARGV[5]) or 1
 if not (lo and hi and lo >= 0 and hi <= max_t and hi >= lo and hi - lo < max_span
         and math.floor(lo) == lo and math.floor(hi) == hi) then
   return ''
@@ -51,7 +54,10 @@ local out = {}
 for t = lo, hi do
   local v = redis.call('HMGET', KEYS[1], t .. '|faces', t .. '|sentiment_sum')
   local faces, total = tonumber(v[1]), tonumber(v[2])
-  if faces and faces > 0 and total then
+  local people = min_people > 1 and (tonumber(redis.call('HGET', KEYS[2], tostring(t))) or 0)
+  if faces and faces > 0 and people and people < min_people then
+    out[#out + 1] = string.format(':%d', faces)
+  elseif faces and faces > 0 and total then
     out[#out + 1] = string.format('%.4f:%d', total / faces, faces)
   else
     out[#out + 1] = ''
@@ -84,6 +90,13 @@ class CameraLive:
     # told. None until ingest/the aggregator write them to the live hash.
     purpose: str | None = None
     notice: bool | None = None
+    # moodstream.suppression: sentiment of fewer people than this is not shown (1 = off)
+    min_people: int = 1
+
+    @property
+    def suppressed(self) -> bool:
+        """Fewer faces in view now than min_people: the live sentiment is hidden."""
+        return self.min_people > 1 and self.faces < self.min_people
 
 
 @dataclass(frozen=True)
@@ -250,8 +263,10 @@ class DashboardData:
             if span:
                 plans.append((cam, _timestamp(started), span))
         trends = run_pipeline(self.client, [
-            script_call(self._trend_script, [self.keys.buckets(cam.session_id)],
-                        [span.start, span.stop - 1, MAX_TREND_SECONDS, int(MAX_OFFSET_S)])
+            script_call(self._trend_script, [self.keys.buckets(cam.session_id),
+                                             self.keys.bucket_tracks(cam.session_id)],
+                        [span.start, span.stop - 1, MAX_TREND_SECONDS, int(MAX_OFFSET_S),
+                         cam.min_people])
             for cam, _started, span in plans])
         out = {}
         for (cam, started, span), packed in zip(plans, trends):
@@ -327,6 +342,10 @@ class DashboardData:
 def _camera_live(camera_id: str, raw: dict[str, str]) -> CameraLive:
     probs = {e: _float(raw.get(f"p:{e}")) or 0.0 for e in EMOTIONS}
     session_id = raw.get("session_id") or None
+    min_people, faces = min_people_of(raw), _int(raw.get("faces"))
+    if min_people > 1 and faces < min_people:  # too few in view: no live mood to show
+        raw = {k: v for k, v in raw.items() if k not in ("sentiment", "dominant")}
+        probs = {e: 0.0 for e in EMOTIONS}
     return CameraLive(
         camera_id=camera_id, session_id=session_id if session_id and valid_id(session_id) else None,
         last_seen=_timestamp(raw.get("last_seen")), sentiment=_float(raw.get("sentiment")),
@@ -335,7 +354,7 @@ def _camera_live(camera_id: str, raw: dict[str, str]) -> CameraLive:
         alert=raw.get("alert") == "open", status=raw.get("status", ""),
         offset_s=_float(raw.get("offset_s")), purpose=(raw.get("purpose") or "").strip() or None,
         notice={"1": True, "true": True, "0": False, "false": False}.get(
-            str(raw.get("notice", "")).lower()))
+            str(raw.get("notice", "")).lower()), min_people=min_people)
 
 
 def _session_row(session_id: str, meta: dict, totals: dict) -> SessionRow:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from dashboard.data import CameraLive, utc
+from moodstream.suppression import suppressed_text
 
 INDEX_WINDOW_S = 300
 BASELINE_WINDOW_S = 3599  # the trend script reads fewer than MAX_TREND_SECONDS seconds
@@ -51,6 +52,7 @@ class CameraCard:
     notice: bool | None
     last_seen: float | None
     spark: list = field(default_factory=list)  # (UTC time, sentiment) over SPARK_WINDOW_S
+    suppressed: str | None = None  # why the sentiment is hidden (moodstream.suppression)
 
 
 def sentiment_index(mean: float | None) -> float | None:
@@ -96,9 +98,13 @@ def camera_cards(cameras: Sequence[CameraLive], alerts: Mapping[str, Any],
     for cam in cameras:
         points = series.get(cam.camera_id, [])
         live = is_live(cam, now)
+        index = sentiment_index(window_mean([points], now, INDEX_WINDOW_S)) if live else None
+        # Too few people: the reader already left their seconds' sentiment out.
+        hidden = live and cam.min_people > 1 and (
+            cam.suppressed or (index is None and _faces([points], now, INDEX_WINDOW_S) > 0))
         cards.append(CameraCard(
-            camera_id=cam.camera_id, session_id=cam.session_id, live=live,
-            index=sentiment_index(window_mean([points], now, INDEX_WINDOW_S)) if live else None,
+            camera_id=cam.camera_id, session_id=cam.session_id, live=live, index=index,
+            suppressed=suppressed_text(cam.min_people) if hidden else None,
             dominant=cam.dominant if live else None, people=cam.people if live else 0,
             alert=cam.camera_id in alerts or cam.alert, purpose=cam.purpose, notice=cam.notice,
             last_seen=cam.last_seen, spark=[(x, y) for x, y, _f in points if x >= since]))

@@ -122,7 +122,8 @@ class CameraWorker:
         self.publisher.publish_control(ControlEvent(
             type="session_start", camera_id=self.camera.id, session_id=session.id,
             ts=session.started_at, source=redact(self.camera.url),
-            purpose=self.camera.purpose, notice=self.camera.notice))
+            purpose=self.camera.purpose, notice=self.camera.notice,
+            min_people=self.camera.min_people))
 
     def _end_session(self, reason: str) -> None:
         session = self.sessions.finish()

@@ -74,6 +74,8 @@ class CameraConfig(BaseModel):
     # file must give a purpose (load_camera_file); "" only for cameras built in code.
     purpose: str = Field("", max_length=MAX_PURPOSE_CHARS)
     notice: bool = False
+    # Sentiment of fewer distinct people is not shown (with the aggregator's min_people).
+    min_people: int = Field(1, ge=1, le=1000)
 
     @field_validator("id")
     @classmethod

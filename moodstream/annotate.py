@@ -51,9 +51,10 @@ def draw_faces(image: np.ndarray, detections: Iterable[Mapping[str, Any]]) -> np
     for face in detections:
         x, y, w, h = face["box"]
         emotion = face["dominant_emotion"]
-        colour = _bgr(EMOTION_COLORS.get(emotion, "#999999"))
+        colour = _bgr(EMOTION_COLORS.get(emotion or "", "#999999"))
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        label = f"{emotion} {face['emotions'][emotion]:.0%}"
+        # No emotion: suppressed (moodstream.suppression), the box alone is drawn.
+        label = f"{emotion} {face['emotions'][emotion]:.0%}" if emotion else "suppressed"
         _label(out, label, (x, y), colour, max(0.4, 0.6 * scale), thick)
     return out
 

@@ -17,6 +17,7 @@ import redis
 from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
 from moodstream.redis_keys import RedisKeys, parse_buckets
 from moodstream.schemas import valid_id
+from moodstream.suppression import apply_min_people, min_people_of
 
 REPORT_FORMATS = ("json", "csv", "html", "pdf")
 
@@ -86,7 +87,8 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
     faces = int(totals.get("faces", 0))
     emotion_totals = {e: round(totals.get(f"p:{e}", 0.0), 4) for e in EMOTIONS}
     alerts = [json.loads(a) for a in raw_alerts]
-    return {
+    # Sentiment of fewer distinct people than the camera's min_people is not exported.
+    return apply_min_people({
         "session_id": session_id,
         "camera_id": meta.get("camera_id"),
         "source": meta.get("source", ""),
@@ -108,7 +110,7 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         "valence_weights": json.loads(meta["valence"]) if meta.get("valence") else dict(valence),
         "alerts": alerts,
         "timeline": _timeline(buckets, bucket_tracks),
-    }
+    }, min_people_of(meta))
 
 
 def report_csv(report: Mapping[str, Any]) -> str:

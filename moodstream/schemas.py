@@ -311,6 +311,8 @@ class ControlEvent(_SessionMessage):
     # file); the aggregator puts both in the camera's live hash for the dashboard.
     purpose: str = Field("", max_length=MAX_PURPOSE_CHARS)
     notice: bool | None = None
+    # on session_start: the camera's own privacy floor (moodstream.suppression)
+    min_people: int | None = Field(None, ge=1, le=1000)
 
     @field_validator("purpose")
     @classmethod

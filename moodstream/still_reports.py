@@ -44,13 +44,15 @@ def _entry(index: int, still: Still, second: Mapping | None, message: DetectionM
     if second is None or message is None:  # never reached the aggregator (or its boxes us)
         return entry | {"analysed": False}
     faces = [_face(face, still, message, valence) for face in message.faces]
-    emotions = second["emotions"]
+    emotions, hidden = second["emotions"], second.get("suppressed")
+    if hidden:  # fewer people than min_people: where the faces are, not how they felt
+        faces = [dict(f, emotions=None, dominant_emotion=None, sentiment=None) for f in faces]
     return entry | {
         "analysed": True, "skipped": message.skipped or None, "faces": second["faces"],
         "people": second["people"], "excluded_faces": message.excluded_faces,
         "sentiment": second["sentiment"], "emotions": emotions,
-        "dominant_emotion": max(emotions, key=emotions.get) if second["faces"] else None,
-        "detections": faces}
+        "dominant_emotion": max(emotions, key=emotions.get) if second["faces"] and not hidden
+        else None, "detections": faces, **({"suppressed": hidden} if hidden else {})}
 
 
 def _face(face: Face, still: Still, message: DetectionMessage,
@@ -79,7 +81,8 @@ def stills_csv(report: Mapping[str, Any]) -> str:
                              *[""] * (5 + len(EMOTIONS))])
             continue
         boxes = "|".join(" ".join(map(str, d["box"])) for d in image["detections"])
-        writer.writerow([*ids, image["index"], image["file"], image["skipped"] or "analysed",
+        writer.writerow([*ids, image["index"], image["file"],
+                         image["skipped"] or image.get("suppressed") or "analysed",
                          image["faces"], image["people"], _blank(image["sentiment"]),
                          image["dominant_emotion"] or "",
                          *(image["emotions"][e] for e in EMOTIONS), boxes])

@@ -97,6 +97,8 @@ def camera_card(card: K.CameraCard, theme: str, now: float) -> dbc.Col:
     body = [
         html.Div(card.purpose or "purpose not set", className="camera-purpose"),
         html.Div(_notice(card.notice), className="camera-purpose camera-notice"),
+        *([html.Div(f"sentiment {card.suppressed}", className="camera-purpose camera-suppressed")]
+          if card.suppressed else []),
         dcc.Graph(figure=figures.sparkline(card.spark, theme), config=_SPARK_CONFIG,
                   className="camera-spark", style={"height": "70px"}),
         html.Div(className="camera-stats", children=[

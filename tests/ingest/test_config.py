@@ -79,6 +79,7 @@ def test_toml_file(tmp_path):
      "duplicate camera id(s): a"),
     ("cameras: [{id: a, url: x, purpose: \"two\\nlines\"}]", "cameras[0]: purpose"),
     ("cameras: [{id: a, url: x, purpose: p, notice: maybe}]", "cameras[0]: notice"),
+    ("cameras: [{id: a, url: x, purpose: p, min_people: 0}]", "cameras[0]: min_people"),
     ("cameras: [{id: a, url: x", "is not valid"),
 ])
 def test_bad_yaml_is_one_line_settings_error(tmp_path, text, message):
@@ -139,6 +140,7 @@ def test_shipped_example_config_parses():
     assert (desk.url, desk.fps, call.mode, call.session.id) == ("0", 10, PacingMode.FAST, "call-0042")
     assert call.session.every_s == 3600  # nested defaults merge, not replace
     assert all(c.purpose for c in cameras) and entrance.notice and not call.notice
+    assert (entrance.min_people, desk.min_people) == (1, 3)
 
 
 def test_only_prefixed_environment_configures_ingest(monkeypatch):
