@@ -107,7 +107,7 @@ def test_eight_cameras_three_detectors_two_aggregators_one_detector_killed(scale
     run = scaled_stack
     settings = run.settings
     clip = make_clip(tmp_path / "clip.mp4", 300, require(CLIP))  # 10 s at 30 fps
-    client = redis_client(settings)
+    client = redis_client(settings, socket_timeout=30)
     keys = RedisKeys(settings.redis_prefix)
 
     aggregators = run.start_aggregators(AGGREGATORS)
