@@ -23,7 +23,10 @@ from dashboard.data import DashboardData, DataUnavailable
 from moodstream.alert_thresholds import MAX_MIN_DURATION_S
 
 ACK_BUTTON = "ack-open"
-STATUS_OPTIONS = [{"label": "open and resolved", "value": ""},
+# The filters' "no filter" value: not a valid id, so no camera can be named so (and a Select
+# shows an option valued "" as blank).
+EVERY = "*"
+STATUS_OPTIONS = [{"label": "open and resolved", "value": EVERY},
                   {"label": "open", "value": "open"}, {"label": "resolved", "value": "resolved"}]
 THRESHOLD_INPUTS = ("thr-threshold", "thr-resolve", "thr-duration")
 
@@ -52,7 +55,8 @@ def _thresholds_form() -> dbc.Card:
     return dbc.Card(className="mt-2 mb-4", body=True, children=[
         html.Div(id="thr-who", className="small mb-2"),
         html.Div(className="d-flex flex-wrap gap-3 align-items-end", children=[
-            _labelled("Camera", dbc.Select(id="thr-camera", options=[])),
+            _labelled("Camera", dbc.Select(id="thr-camera", options=[],
+                                           placeholder="choose a camera")),
             _labelled("Threshold (opens at mean ≤ −x)", _number("thr-threshold", 0.01, 1, 0.01, "0 < x ≤ 1")),
             _labelled("Resolve threshold", _number("thr-resolve", 0, 1, 0.01, "0 ≤ x ≤ threshold")),
             _labelled("Minimum duration (s)", _number("thr-duration", 0, MAX_MIN_DURATION_S, 1, "seconds")),
@@ -71,9 +75,10 @@ def layout(**_kwargs) -> html.Div:
         dcc.Store(id="thr-saved", data=0),
         html.H3("Alerts"),
         html.Div(className="d-flex flex-wrap gap-3 mb-3", children=[
-            _labelled("Camera", dbc.Select(id="alerts-camera", value="",
-                                           options=[{"label": "all cameras", "value": ""}])),
-            _labelled("Status", dbc.Select(id="alerts-status", value="", options=STATUS_OPTIONS)),
+            _labelled("Camera", dbc.Select(id="alerts-camera", value=EVERY,
+                                           options=[{"label": "all cameras", "value": EVERY}])),
+            _labelled("Status", dbc.Select(id="alerts-status", value=EVERY,
+                                           options=STATUS_OPTIONS)),
         ]),
         html.Div(id="alerts-table", children=html.P("Loading alerts…")),
         _ack_form(),
@@ -145,11 +150,12 @@ def _register_list(app: Dash, data: DashboardData, alerts: AlertsData) -> None:
                   State("alerts-digest", "data"), State("alerts-camera", "options"))
     def alerts_view(_n, camera, status, _saved, shown, camera_options):
         try:
-            rows = alerts.alerts(camera or None, status or None)
+            rows = alerts.alerts(None if camera == EVERY else camera,
+                                 None if status == EVERY else status)
             cameras = sorted(set(data.camera_ids()) | {row.camera_id for row in alerts.alerts()})
         except DataUnavailable:
             raise PreventUpdate from None
-        options = [{"label": "all cameras", "value": ""}] + [
+        options = [{"label": "all cameras", "value": EVERY}] + [
             {"label": c, "value": c} for c in cameras]
         digest = _digest(rows)
         # Unchanged: leave the table (and its buttons) alone, so nothing flickers each tick.

@@ -23,6 +23,7 @@ from moodstream.redis_keys import RedisKeys
 from tests.dashboard.conftest import dashboard_process
 from tests.dashboard.redis_fill import Filler
 from tests.dashboard.test_browser import assert_console_clean, text_of, wait_until
+from tests.dashboard.test_pages import screenshot, viewport
 
 ADMIN, ADMIN_PASSWORD, TOKEN = "boss", "boss-pw-1", "wall-display-token"
 
@@ -143,6 +144,13 @@ def _authorize(browser, header: str) -> None:
     browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": header}})
 
 
+def _has_option(driver, select_id: str, value: str) -> bool:
+    return driver.execute_script(
+        "const el = document.getElementById(arguments[0]);"
+        "return !!el && Array.from(el.options).some(o => o.value === arguments[1]);",
+        select_id, value)
+
+
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -192,8 +200,14 @@ def test_acknowledging_an_alert_with_a_note_shows_it_to_everyone(browser, alerts
     _authorize(browser, f"Bearer {TOKEN}")  # any signed-in user may acknowledge
     browser.get(alerts_page + "/alerts")
     wait_until(browser, lambda d: "sess-c1" in text_of(d, "#alerts"), "alerts table")
+    wait_until(browser, lambda d: _has_option(d, "alerts-camera", "cam-c"), "camera filter options")
+    Select(browser.find_element(By.ID, "alerts-camera")).select_by_value("cam-c")
+    wait_until(browser, lambda d: "sess-a1" not in text_of(d, "#alerts"), "camera filter")
+    assert "sess-c1" in text_of(browser, "#alerts")
+    Select(browser.find_element(By.ID, "alerts-camera")).select_by_visible_text("all cameras")
     Select(browser.find_element(By.ID, "alerts-status")).select_by_value("open")
-    wait_until(browser, lambda d: "sess-c1" not in text_of(d, "#alerts"), "status filter")
+    wait_until(browser, lambda d: "sess-a1" in text_of(d, "#alerts")
+               and "sess-c1" not in text_of(d, "#alerts"), "status filter")
     button = browser.find_element(By.XPATH, "//table[@id='alerts']//tr[td[text()='cam-a']]//button")
     button.click()
     wait_until(browser, lambda d: alert["id"] in text_of(d, "#ack-target-label"), "ack form")
@@ -211,6 +225,12 @@ def test_acknowledging_an_alert_with_a_note_shows_it_to_everyone(browser, alerts
     assert "token · " in text_of(browser, "#alerts .ack-by")
     assert browser.find_elements(By.CSS_SELECTOR, "#alerts .ack-note b") == []  # escaped
     assert_console_clean(browser)
+    try:
+        for size in ("1366x768", "1920x1080"):
+            viewport(browser, size)
+            screenshot(browser, f"alerts-{size}")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 @pytest.mark.browser
@@ -244,8 +264,7 @@ def test_an_admin_changes_a_cameras_thresholds(browser, alerts_page, alerts_redi
     _authorize(browser, _basic(ADMIN, ADMIN_PASSWORD))
     browser.get(alerts_page + "/alerts")
     wait_until(browser, lambda d: "you may change" in text_of(d, "#thr-admin"), "admin note")
-    wait_until(browser, lambda d: len(Select(d.find_element(By.ID, "thr-camera")).options) >= 2,
-               "camera options")
+    wait_until(browser, lambda d: _has_option(d, "thr-camera", "cam-c"), "camera options")
     Select(browser.find_element(By.ID, "thr-camera")).select_by_value("cam-c")
     wait_until(browser, lambda d: "cam-c uses the aggregator's defaults" in text_of(d, "#thr-shown"),
                "the camera's current thresholds in the form")
