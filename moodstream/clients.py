@@ -293,7 +293,8 @@ def run_pipeline(client: redis.Redis | RedisCluster, commands: Iterable[Callable
 
     A cluster node that lacks a script (first use, a restart, a failover) answers
     NOSCRIPT and did not run it: the script is loaded on every primary and only those
-    commands run again, so nothing runs twice."""
+    commands run again, so nothing runs twice. They then run after the rest of the
+    pipeline: a command must not read what a script queued before it writes."""
     commands = list(commands)
     replies = _execute(client, commands)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]

@@ -23,7 +23,7 @@ from redis.crc import key_slot
 from aggregator.alerts import AlertEvent, AlertStore
 from aggregator.rollups import HourlyRollups
 from aggregator.store import SessionStore
-from dashboard.data import DashboardData, SessionFilter
+from dashboard.data import DashboardData, DataUnavailable, SessionFilter
 from moodstream.clients import redis_client
 from moodstream.emotions import DEFAULT_VALENCE
 from moodstream.redis_keys import RedisKeys, parse_rollup
@@ -194,3 +194,13 @@ def test_hourly_rollups_read_and_write_on_a_cluster(client, keys):
         hours = [parse_rollup(v) for v in client.hvals(keys.rollup_hourly(camera))]
         assert sum(h[0] for h in hours) == 40 * 2  # frames: 40 s at 2 fps
         assert sum(h[1] for h in hours) == build_report(client, keys, session)["faces_detected"]
+
+
+def test_a_cluster_gone_is_data_unavailable_for_the_dashboard(unique_prefix):
+    """With every node down RedisCluster raises RedisClusterException, not a RedisError."""
+    with LocalRedisCluster(3) as gone:
+        client = redis_client(CommonSettings.load(redis_url=gone.url))
+    data = DashboardData(client, RedisKeys(unique_prefix))
+    for call in (data.cameras, data.sessions):  # each tries every node a few times first
+        with pytest.raises(DataUnavailable, match="Redis unreachable"):
+            call()
