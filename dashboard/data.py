@@ -18,7 +18,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -65,7 +65,8 @@ for t = lo, hi do
 end
 return table.concat(out, ',')
 """
-_SESSION_META_FIELDS = ("camera_id", "status", "started_at", "ended_at", "last_seen", "source")
+_SESSION_META_FIELDS = ("camera_id", "status", "started_at", "ended_at", "last_seen", "source",
+                        "min_people")
 _TOTAL_FIELDS = ("frames", "faces", "sentiment_sum")
 
 
@@ -306,17 +307,30 @@ class DashboardData:
             pipe.hmget(self.keys.meta(session_id), _SESSION_META_FIELDS)
             pipe.hmget(self.keys.totals(session_id), _TOTAL_FIELDS)
         replies = pipe.execute()
-        rows = []
+        rows, floors = [], {}
         for index, session_id in enumerate(ids):
             meta = dict(zip(_SESSION_META_FIELDS, replies[2 * index]))
             totals = dict(zip(_TOTAL_FIELDS, replies[2 * index + 1]))
             if meta["camera_id"] is None:  # buckets and meta expired: fall back on the summary
-                row = self._row_from_summary(session_id)
+                row = self._row_from_summary(session_id)  # summaries are suppressed already
             else:
                 row = _session_row(session_id, meta, totals)
+                if min_people_of(meta) > 1:
+                    floors[session_id] = min_people_of(meta)
             if row:
                 rows.append(row)
-        return rows
+        return self._suppress_small(rows, floors) if floors else rows
+
+    def _suppress_small(self, rows: list[SessionRow], floors: dict[str, int]) -> list[SessionRow]:
+        """No mean sentiment for a session that saw fewer people than its min_people
+        (moodstream.suppression); people are counted only where a floor is set."""
+        pipe = self.client.pipeline(transaction=False)
+        for session_id in floors:
+            pipe.scard(self.keys.tracks(session_id))
+        people = dict(zip(floors, pipe.execute()))
+        return [replace(row, mean_sentiment=None)
+                if people.get(row.session_id, 0) < floors.get(row.session_id, 0) else row
+                for row in rows]
 
     def _row_from_summary(self, session_id: str) -> SessionRow | None:
         raw = self.client.get(self.keys.summary(session_id))

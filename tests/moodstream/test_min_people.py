@@ -89,6 +89,15 @@ def test_a_camera_asking_more_than_the_aggregator_gets_its_seconds_hidden(store_
         (None, 1), (round(crowd["sentiment"], 3), 3), (None, 1)]
     [card] = camera_cards([camera], {}, {"till": points}, now)
     assert card.suppressed == "suppressed (fewer than 3 people)" and card.index is not None
+    [row] = data.sessions()
+    assert row.mean_sentiment is not None  # three people in the session
+    store.start_session(ControlEvent(type="session_start", camera_id="desk", session_id="desk-s1",
+                                     ts=now - 3, purpose="help desk", min_people=3))
+    store.apply_detections([detection(0, 0.2, [7], now).model_copy(
+        update={"camera_id": "desk", "session_id": "desk-s1"})])
+    rows = {r.session_id: r for r in data.sessions()}
+    assert rows["desk-s1"].mean_sentiment is None and rows["desk-s1"].faces == 1
+    assert rows["till-s1"].mean_sentiment == row.mean_sentiment
 
 
 def test_min_people_of_one_changes_nothing(store_and_keys):
