@@ -25,7 +25,8 @@ Per session ``S`` of camera ``C``::
                                        the last write; drives the idle timeout), valence
                                        (JSON weights the sentiment sums were made with),
                                        stale_frames (live frames the detector skipped for
-                                       being older than its --max-lag-s)
+                                       being older than its --max-lag-s), purpose, notice
+                                       (1|0) and min_people of the camera at session start
     {p}:session:{sess:S}:totals  HASH  frames (analysed), skipped_frames (the detector
                                        dead-lettered or skipped them as stale: handled,
                                        no faces),
@@ -59,7 +60,8 @@ Per camera::
                                        (open|"" ), status, capture_ts (of the last applied
                                        frame), offset_s, applied_at (aggregator wall clock
                                        when that frame reached Redis: capture->visible
-                                       latency = applied_at - capture_ts)
+                                       latency = applied_at - capture_ts), purpose, notice
+                                       (1|0), min_people (camera file; moodstream.suppression)
     {p}:alerts:open              HASH  C -> alert JSON, for cameras with an open alert
     {p}:camera:{cam:C}:alert_acks HASH alert id -> acknowledgement JSON {alert_id,
                                        session_id, by, at, note}; written by the dashboard
