@@ -168,7 +168,7 @@ class AlertsData:
             raise AlertInputError("no such alert (it may have expired)")
         ack = Ack(str(user)[:128], self.data.clock(), text)
         key = self.keys.alert_acks(camera_id)
-        pipe = self.r.pipeline()
+        pipe = self.r.pipeline(transaction=False)  # one key: one slot in a cluster too
         pipe.hset(key, alert_id, json.dumps({"alert_id": alert_id, "session_id": session_id,
                                               "by": ack.by, "at": ack.at, "note": ack.note}))
         if self.ack_ttl_s:
