@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from moodstream.schemas import MAX_PURPOSE_CHARS, valid_id
+from moodstream.schemas import MAX_PURPOSE_CHARS, printable_line, valid_id
 from moodstream.camera_file import read_camera_file
 from moodstream.settings import ServiceSettings, SettingsError, service_config
 from moodstream.stills import is_still_source
@@ -92,9 +92,7 @@ class CameraConfig(BaseModel):
     @field_validator("purpose")
     @classmethod
     def _one_line(cls, value):
-        if not value.isprintable():
-            raise ValueError("use printable text on one line")
-        return value.strip()
+        return printable_line(value)
 
     @field_validator("roi")
     @classmethod

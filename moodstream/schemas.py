@@ -67,6 +67,14 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
+def printable_line(value: str) -> str:
+    """A short human text (a camera's purpose) as one printable line, trimmed; ValueError
+    for a control character or a line break."""
+    if not value.isprintable():
+        raise ValueError("use printable text on one line")
+    return value.strip()
+
+
 def check_timestamp(value: float, what: str, now: float | None = None) -> float:
     """Receive-time window: a finite epoch time from TS_MIN to TS_MAX_AHEAD_S past now."""
     now = time.time() if now is None else now
@@ -317,9 +325,7 @@ class ControlEvent(_SessionMessage):
     @field_validator("purpose")
     @classmethod
     def _printable(cls, value):
-        if not value.isprintable():
-            raise ValueError("purpose must be printable text on one line")
-        return value.strip()
+        return printable_line(value)
 
     def check_clock(self, now: float | None = None) -> None:
         check_timestamp(self.ts, "ts", now)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -117,10 +116,8 @@ def stills_html(report: Mapping[str, Any]) -> str:
 
 
 def render_stills(report: Mapping[str, Any], fmt: str):
-    """A stills report in `fmt`: JSON whole, CSV one row per image, HTML with an images
-    table; other formats are the session's own report."""
-    if fmt == "json":
-        return json.dumps(report, indent=2)
+    """A stills report in `fmt`: CSV one row per image, HTML with an images table; JSON
+    (images included) and PDF as any session report."""
     if fmt == "csv":
         return stills_csv(report)
     if fmt == "html":
