@@ -60,3 +60,13 @@ def test_user_without_password_is_a_config_error(monkeypatch):
     monkeypatch.setenv("MOODSTREAM_DASHBOARD_USER", "ops")
     with pytest.raises(SettingsError, match="both"):
         DashboardSettings.load().check_access()
+
+
+def test_admins_are_a_comma_separated_list_read_from_the_dashboard_name_only(monkeypatch):
+    monkeypatch.delenv("MOODSTREAM_DASHBOARD_ADMINS", raising=False)
+    assert DashboardSettings.load().admins == ("local",)  # loopback, no credentials: the user
+    monkeypatch.setenv("ADMINS", "mallory")  # a bare name changes nothing
+    monkeypatch.setenv("MOODSTREAM_DASHBOARD_ADMINS", " boss, ops ,,")
+    assert DashboardSettings.load().admins == ("boss", "ops")
+    monkeypatch.setenv("MOODSTREAM_DASHBOARD_ADMINS", "")
+    assert DashboardSettings.load().admins == ()  # nobody may change thresholds
