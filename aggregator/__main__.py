@@ -7,6 +7,7 @@ import contextlib
 import logging
 import sys
 import threading
+from types import SimpleNamespace
 
 from kafka.errors import KafkaError
 
@@ -94,8 +95,6 @@ def serve(settings: AggregatorSettings, stop: threading.Event,
     notifier = WebhookNotifier(settings.alert_webhook_url) if settings.alert_webhook_url else None
     producer = loop = None
     metrics.ready_when(r, lambda: loop.consumer if loop else None)
-    # Served only once it has its checks: a /readyz with none would answer "ready".
-    metrics.health.start_from(settings)
     try:
         with quiet_kafka_logs():
             ensure_topics(settings, topics)
@@ -148,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         stop_on_signals(stop, log)
         metrics = AggregatorMetrics()
-        # serve() starts /healthz once Redis answers; /readyz is 200 once partitions are
-        # assigned too.
+        # /healthz from now on; /readyz once Redis answers and partitions are assigned. Until
+        # serve() registers the real checks these stand in, so /readyz never answers 200 with
+        # no checks at all.
+        metrics.ready_when(SimpleNamespace(ping=lambda: False), lambda: None)
+        metrics.health.start_from(settings)
         try:
             serve(settings, stop, metrics)
         finally:
