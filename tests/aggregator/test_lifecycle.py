@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -165,4 +166,50 @@ def test_timers_wait_while_the_aggregator_was_not_consuming(make_aggregator, red
     assert status(redis_conn, keys) == "ending"
     restarted.backlogged = False
     restarted.housekeeping(force=True)
+    assert status(redis_conn, keys) == "closed"
+
+
+def test_on_the_consumer_loop_each_poll_is_committed_after_redis_and_idle_polls_close(
+        make_aggregator, redis_conn, keys):
+    """The aggregator's step on the shared loop (moodstream.consumer), with a fake consumer:
+    timers start at the assignment, a full poll is 'behind', a commit comes only once Redis
+    holds the poll, and an empty poll runs the idle timer."""
+    from kafka import TopicPartition
+
+    from aggregator.service import consumer_loop
+
+    stop, at_commit, tp = threading.Event(), [], TopicPartition(TOPICS.detections, 0)
+
+    class Consumer:
+        polls = [[record(detection(i, ["happy"]), offset=i) for i in range(3)], [], []]
+
+        def assignment(self):
+            return set()  # a group member: partitions come with the rebalance
+
+        def poll(self, timeout_ms, max_records):
+            if not self.polls:
+                stop.set()
+                return {}
+            if not self.polls[0]:
+                time.sleep(0.3)  # quiet for longer than idle_timeout_s
+            return {tp: self.polls.pop(0)}
+
+        def commit(self, offsets):
+            at_commit.append(({(t.topic, t.partition): o.offset for t, o in offsets.items()},
+                              redis_conn.hget(keys.totals("s1"), "frames"), agg.backlogged))
+
+        def close(self, autocommit=True):
+            pass
+
+    agg = make_aggregator(idle_timeout_s=0.2, end_grace_s=0.2)
+    loop = consumer_loop(agg, stop, max_records=3, poll_timeout_ms=10)
+    loop.attach(Consumer())
+    assert agg.consuming_since is None  # not assigned yet: timers wait
+    loop.listener.on_partitions_assigned({tp})
+    assert agg.consuming_since is not None
+    loop.run()
+    # one commit, of the poll's next offset, with its 3 frames already in Redis (a full
+    # poll: backlogged); the idle polls closed the session and committed nothing
+    assert at_commit == [({(TOPICS.detections, 0): 3}, "3", True)]
+    assert agg.counters.commits == 1 and not agg.backlogged
     assert status(redis_conn, keys) == "closed"
