@@ -251,6 +251,7 @@ class AggregatorStep(Step):
                  flush: Callable[[float], object] | None = None):
         self.aggregator, self.max_records, self.flush = aggregator, max_records, flush
         self._poll_timeout_ms = poll_timeout_ms
+        # Built right before the consumer: start-up times count from here.
         self._started, self._first_applied = time.monotonic(), False
         aggregator.consuming_since = None  # until the group gives us partitions
 
@@ -260,7 +261,7 @@ class AggregatorStep(Step):
     def on_assigned(self, partitions: frozenset) -> None:
         if self.aggregator.consuming_since is None and partitions:
             self.aggregator.consuming_since = time.time()
-            log.info("partitions assigned %.2f s after the first poll",
+            log.info("partitions assigned %.2f s after connecting to Kafka",
                      time.monotonic() - self._started)
 
     def process(self, records) -> Iterator[Handoff]:
@@ -269,7 +270,7 @@ class AggregatorStep(Step):
         self.aggregator.process(records)
         if not self._first_applied and self.aggregator.counters.detections:
             self._first_applied = True
-            log.info("first detections applied in Redis %.2f s after the first poll",
+            log.info("first detections applied in Redis %.2f s after connecting to Kafka",
                      time.monotonic() - self._started)
         yield Handoff.covering(records)
 
