@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard.callbacks import theme_of
@@ -27,6 +27,7 @@ OUTPUTS = ("history-state", "history-summary", "history-trend", "history-heat-se
 
 def layout(**_kwargs) -> html.Div:
     return html.Div(id="page-history", children=[
+        dcc.Store(id="history-refresh"),
         html.H3("History"),
         dbc.Card(body=True, className="mb-3", children=dbc.Row(className="g-3 align-items-end", children=[
             dbc.Col(xs=12, lg=5, children=[
@@ -38,7 +39,8 @@ def layout(**_kwargs) -> html.Div:
             dbc.Col(xs=12, md=6, lg=3, id="history-custom-col", children=[
                 html.Label("Custom dates (UTC)", className="small text-body-secondary d-block"),
                 dcc.DatePickerRange(id="history-dates", display_format="YYYY-MM-DD",
-                                    clearable=True, disabled=True)]),
+                                    clearable=True, disabled=True, start_date_id="history-start",
+                                    end_date_id="history-end")]),
             dbc.Col(xs=12, md=6, lg=4, children=[
                 html.Label("Cameras", className="small text-body-secondary d-block"),
                 dcc.Dropdown(id="history-cameras", multi=True, placeholder=f"{SITE} (site)",
@@ -66,13 +68,11 @@ def register(app: Dash, data: DashboardData, _settings) -> None:
     @app.callback(*[Output(i, "children") for i in OUTPUTS[:2]],
                   *[Output(i, "figure") for i in OUTPUTS[2:6]],
                   Output("history-cameras", "options"),
-                  Input("tick", "n_intervals"), Input("history-range", "value"),
+                  Input("history-refresh", "data"), Input("history-range", "value"),
                   Input("history-dates", "start_date"), Input("history-dates", "end_date"),
                   Input("history-cameras", "value"), Input("theme-switch", "value"),
                   State("history-cameras", "options"))
-    def show(n, range_key, start_date, end_date, cameras, dark, shown_options):
-        if ctx.triggered_id == "tick" and (n or 0) % every_ticks:
-            raise PreventUpdate  # rollups move once per aggregator pass, not every tick
+    def show(_refresh, range_key, start_date, end_date, cameras, dark, shown_options):
         try:
             rng = resolve_range(range_key or "today", data.clock(), start_date, end_date)
         except RangeError as exc:
@@ -94,6 +94,14 @@ def register(app: Dash, data: DashboardData, _settings) -> None:
                               color="secondary", className="py-2")
         return (state, *figures_for(view, theme_of(dark)),
                 no_update if shown_options == options else options)
+
+    @app.callback(Output("history-refresh", "data"), Input("tick", "n_intervals"))
+    def refresh(n):
+        """Every every_ticks ticks, a new value: the charts' only timer input. (Hanging them
+        on the tick itself would let a 2-s tick supersede a slower first draw.)"""
+        if (n or 0) % every_ticks:
+            raise PreventUpdate
+        return (n or 0) // every_ticks
 
     @app.callback(Output("history-dates", "disabled"), Input("history-range", "value"))
     def custom_dates(range_key):

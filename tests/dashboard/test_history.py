@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import redis
 
-from aggregator.rollups import HourlyRollups
 from dashboard.data import DashboardData, DataUnavailable
 from dashboard.history_data import (F, SITE, HistoryData, HistoryRange, RangeError,
                                     resolve_range, weekly_grid)
@@ -21,18 +20,12 @@ from dashboard.history_data import figures_for
 from moodstream import history_figures as hf
 from moodstream.embedded import free_port
 from moodstream.redis_keys import ROLLUP_FIELDS, RedisKeys, parse_rollup
-from moodstream.rollups import DAY_S, HOUR_S, PartWrite, RollupWriter, backfill, hour_of
-from tests.dashboard.redis_fill import Filler
+from moodstream.rollups import DAY_S, HOUR_S, hour_of
+from tests.dashboard.history_fill import PAST_HOURS, row, seed_history
 
 # Monday 2026-11-30 10:20 UTC
 NOW = datetime(2026, 11, 30, 10, 20, tzinfo=timezone.utc).timestamp()
 TODAY = int(datetime(2026, 11, 30, tzinfo=timezone.utc).timestamp())
-
-
-def row(frames=10, faces=4, sentiment_sum=2.0, people=3) -> list[float]:
-    values = [0.0] * len(ROLLUP_FIELDS)
-    values[:4] = [frames, faces, sentiment_sum, people]
-    return values
 
 
 # ---------------------------------------------------------------- pure
@@ -103,26 +96,11 @@ def test_figures_for_a_view():
 
 @pytest.fixture(scope="module")
 def rolled(redis_server):
-    """Sessions applied by the real aggregator code, rolled up by its writer (the old,
-    closed one by the backfill), plus 30 days of rollups written through RollupWriter."""
     prefix = f"h{uuid.uuid4().hex[:8]}"
     client = redis.Redis(host=redis_server.host, port=redis_server.port, db=12,
                          decode_responses=True)
-    keys, now = RedisKeys(prefix), time.time()
-    filler = Filler(client, prefix)
-    filler.aggregator.rollups = HourlyRollups(client, keys, 400 * DAY_S, 0, every_s=0)
-    filler.session("cam-a", "sess-a0", now - 7200, 30, 0.5, 0.6, end=True)
-    filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)
-    filler.session("cam-b", "sess-b1", now - 60, 60, -0.2, 0.9, people=3)
-    backfill(client, keys, 400 * DAY_S, 0)
-    filler.aggregator.rollups.run(time.time())
-    past = [PartWrite(camera, hour_of(now) - h * HOUR_S, f"old-{camera}-{h}",
-                      row(frames=100, faces=20 + h % 5, sentiment_sum=(h % 7 - 3) * 2.0,
-                          people=1 + h % 4))
-            for camera in ("cam-a", "cam-c") for h in range(3, 30 * 24, 5)]
-    RollupWriter(client, keys, 400 * DAY_S, 0).write(past)
     try:
-        yield client, keys
+        yield client, seed_history(client, prefix)
     finally:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
@@ -156,7 +134,7 @@ def test_view_equals_the_rollups_in_redis(rolled):
     for camera, totals in view.comparison.items():  # compared by day over 30 days
         assert totals == pytest.approx(
             rollup_rows(client, keys.rollup_daily(camera), month.days).sum(axis=0))
-    in_range = [h for h in range(3, 30 * 24, 5) if hour_of(time.time()) - h * HOUR_S >= month.start]
+    in_range = [h for h in PAST_HOURS if hour_of(time.time()) - h * HOUR_S >= month.start]
     assert view.comparison["cam-c"][F["frames"]] == 100 * len(in_range)
 
 
