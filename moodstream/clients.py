@@ -8,7 +8,7 @@ from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 import redis
-from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.commands.core import Script
 from redis.connection import parse_url
 from redis.exceptions import NoScriptError, RedisClusterException
@@ -274,14 +274,12 @@ def redis_client(settings: CommonSettings, **overrides) -> redis.Redis | RedisCl
 
 
 def script_call(script: Script, keys: list, args: list) -> Callable:
-    """A run_pipeline command that runs `script`: through redis-py's Script on a plain
-    pipeline (which loads it first), as a raw EVALSHA on a cluster pipeline, where redis-py
-    blocks pipe.evalsha() (run_pipeline loads a script a node lacks)."""
+    """A run_pipeline command that runs `script` as a raw EVALSHA: redis-py blocks
+    pipe.evalsha() on a cluster pipeline, and its plain pipeline would ask SCRIPT EXISTS
+    before every execute. On a cluster the keys route it (one slot, or redis-py raises);
+    run_pipeline loads a script the server lacks."""
     def queue(pipe) -> None:
-        if isinstance(pipe, ClusterPipeline):  # routed by its keys: one slot, or it raises
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        else:
-            script(keys, args, pipe)
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
     queue.script = script
     return queue
 
@@ -291,10 +289,11 @@ def run_pipeline(client: redis.Redis | RedisCluster, commands: Iterable[Callable
     script_call(...) for a script) on one non-transactional pipeline, run it and return
     the replies in order; the first error reply raises.
 
-    A cluster node that lacks a script (first use, a restart, a failover) answers
-    NOSCRIPT and did not run it: the script is loaded on every primary and only those
-    commands run again, so nothing runs twice. They then run after the rest of the
-    pipeline: a command must not read what a script queued before it writes."""
+    A server or cluster node that lacks a script (first use, a restart, a failover)
+    answers NOSCRIPT and did not run it: the script is loaded (on every primary of a
+    cluster) and only those commands run again, so nothing runs twice. They then run
+    after the rest of the pipeline: a command must not read what a script queued before
+    it writes."""
     commands = list(commands)
     replies = _execute(client, commands)
     missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]

@@ -188,3 +188,15 @@ def test_indexes_lost_between_the_two_rounds_are_healed_by_redelivery(make_store
     assert redis_conn.zscore(keys.cameras, "cam1") == pytest.approx(messages[-1].capture_ts)
     assert redis_conn.hgetall(keys.totals("s1")) == totals
     assert redis_conn.hgetall(keys.camera_live("cam1")) == live
+
+
+def test_a_redis_that_lost_its_scripts_gets_them_again_without_double_counting(
+        make_store, redis_conn, keys):
+    """A restarted Redis (or SCRIPT FLUSH) answers NOSCRIPT: only those calls run again."""
+    store, messages = make_store(), stream(16)
+    store.apply_detections(messages[:8])
+    redis_conn.script_flush()
+    assert [a.applied for a in store.apply_detections(messages)] == [False] * 8 + [True] * 8
+    assert build_report(redis_conn, keys, "s1")["frames_processed"] == 16
+    assert redis_conn.hget(keys.camera_live("cam1"), "capture_ts") == \
+        repr(messages[-1].capture_ts)
