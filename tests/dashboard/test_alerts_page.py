@@ -17,8 +17,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from dashboard.alerts_data import NOTE_MAX_CHARS, AlertInputError, AlertsData
-from dashboard.data import DashboardData
+from dashboard.data import DashboardData, DataUnavailable
 from moodstream.alert_thresholds import parse_thresholds
+from moodstream.embedded import free_port
 from moodstream.redis_keys import RedisKeys
 from tests.dashboard.conftest import dashboard_process
 from tests.dashboard.redis_fill import Filler
@@ -135,6 +136,19 @@ def test_thresholds_are_validated_stored_and_cleared(alerts_data, alerts_redis):
     assert alerts_data.thresholds() == {"cam-a": saved}
     assert alerts_data.clear_thresholds("cam-a") and not alerts_data.clear_thresholds("cam-a")
     client.delete(key)
+
+
+def test_redis_down_is_data_unavailable_not_a_traceback():
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    data = AlertsData(DashboardData(client, RedisKeys("x")), ack_ttl_s=0)
+    for call in (data.alerts, data.thresholds,
+                 lambda: data.acknowledge("cam-a", "s", "0123456789ab", "ops", "note"),
+                 lambda: data.set_thresholds("cam-a", 0.3, 0.1, 1, "boss")):
+        with pytest.raises(DataUnavailable, match="Redis unreachable"):
+            call()
 
 
 # --- the page, real headless Chromium ---
