@@ -23,6 +23,7 @@ from redis.crc import key_slot
 from aggregator.alerts import AlertEvent, AlertStore
 from aggregator.rollups import HourlyRollups
 from aggregator.store import SessionStore
+from dashboard.__main__ import dashboard_redis
 from dashboard.data import DashboardData, DataUnavailable, SessionFilter
 from moodstream.clients import redis_client
 from moodstream.emotions import DEFAULT_VALENCE
@@ -157,13 +158,15 @@ def test_report_command_reads_a_session_from_the_cluster(cluster, client, keys, 
         [(t, b["frames"]) for t, b in sorted(expected["timeline"].items())]
 
 
-def test_dashboard_data_layer_reads_the_cluster(client, keys):
+def test_dashboard_data_layer_reads_the_cluster(cluster, client, keys):
     now = time.time()
     filler = Filler(client, keys.prefix)  # the real Aggregator.process, alerts included
     filler.session("cam2", "s1", now - 90, 90, 0.8, 0.8)
     filler.session("cam1", "s2", now - 60, 60, -0.9, -0.9)
     filler.session("door", "s3", now - 600, 20, 0.2, 0.2, end=True)
-    data = DashboardData(client, keys, clock=lambda: now)
+    reader = dashboard_redis(CommonSettings.load(redis_url=cluster.url))  # the dashboard's own
+    assert isinstance(reader, RedisCluster)
+    data = DashboardData(reader, keys, clock=lambda: now)
 
     cameras = {c.camera_id: c for c in data.cameras()}
     assert set(cameras) == {"cam2", "cam1", "door"}
@@ -181,6 +184,7 @@ def test_dashboard_data_layer_reads_the_cluster(client, keys):
     report = data.report("s1")
     assert report["frames_processed"] == rows["s1"].frames == 90 * 2
     assert report["faces_detected"] == rows["s1"].faces
+    reader.close()
 
 
 def test_hourly_rollups_read_and_write_on_a_cluster(client, keys):
@@ -199,8 +203,8 @@ def test_hourly_rollups_read_and_write_on_a_cluster(client, keys):
 def test_a_cluster_gone_is_data_unavailable_for_the_dashboard(unique_prefix):
     """With every node down RedisCluster raises RedisClusterException, not a RedisError."""
     with LocalRedisCluster(3) as gone:
-        client = redis_client(CommonSettings.load(redis_url=gone.url))
+        client = dashboard_redis(CommonSettings.load(redis_url=gone.url))
     data = DashboardData(client, RedisKeys(unique_prefix))
-    for call in (data.cameras, data.sessions):  # each tries every node a few times first
+    for call in (data.cameras, data.open_alerts, data.sessions, data.active_sessions):
         with pytest.raises(DataUnavailable, match="Redis unreachable"):
             call()
