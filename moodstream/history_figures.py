@@ -1,26 +1,53 @@
 """Pure figure builders of the History page (data in, figure out), beside moodstream.figures
-whose palette, templates and empty states they share.
+whose palette, templates and layout conventions they share.
 
+They return plotly figures as plain dicts (plotly's JSON schema, which dcc.Graph and
+plotly.io take as they are) rather than go.Figure: building a go.Figure validates every
+property and deep-copies its template, about 30 ms a chart on the dev machine even before
+its data; a 30-day History refresh draws four charts, and the page's budget is 200 ms.
 Inputs are plain lists and numpy arrays (dashboard.history_data makes them from the hourly
 rollups); a None or NaN value is a gap (an hour without faces), never a zero.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.io as pio
 
-from moodstream.figures import (OKABE_ITO, SENTIMENT_RANGE, _base_layout, _floats, _times,
-                                empty_figure)
+from moodstream.figures import _MARGIN, OKABE_ITO, SENTIMENT_RANGE, _floats, _template, _times
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Line colours in Okabe-Ito order (yellow left out: too pale on white).
 LINE_COLORS = tuple(OKABE_ITO[name] for name in (
     "blue", "orange", "bluish_green", "vermillion", "reddish_purple", "sky_blue", "grey"))
 _NEUTRAL_MID = {"light": "#F2F2F2", "dark": "#3A3A3A"}
+EMPTY = "no rollups in this range yet"
+
+
+@functools.lru_cache(maxsize=4)
+def _template_json(theme: str) -> dict:
+    return pio.templates[_template(theme)].to_plotly_json()
+
+
+def _layout(title: str, revision: str, theme: str, **extra) -> dict:
+    """moodstream.figures' layout conventions (theme template, margins, legend below,
+    transparent backgrounds, uirevision keeping zoom across refreshes), as a dict."""
+    return {"title": {"text": title}, "template": _template_json(theme), "margin": _MARGIN,
+            "uirevision": revision, "legend": {"orientation": "h", "y": -0.2},
+            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", **extra}
+
+
+def empty(message: str, title: str = "", theme: str = "light") -> dict:
+    """A blank chart that says why it is blank."""
+    hidden = {"visible": False}
+    return {"data": [], "layout": _layout(title, title, theme, xaxis=hidden, yaxis=hidden,
+                                          annotations=[{"text": message, "showarrow": False,
+                                                        "x": 0.5, "y": 0.5, "xref": "paper",
+                                                        "yref": "paper",
+                                                        "font": {"size": 14, "color": "#888"}}])}
 
 
 def sentiment_scale(theme: str = "light") -> list:
@@ -31,72 +58,71 @@ def sentiment_scale(theme: str = "light") -> list:
 
 
 def history_trend(hours: Sequence[Any], series: Mapping[str, tuple[Sequence, Sequence]],
-                  title: str = "Sentiment and people per hour",
-                  theme: str = "light") -> go.Figure:
+                  title: str = "Sentiment and people per hour", theme: str = "light") -> dict:
     """Two stacked panels sharing the time axis: mean sentiment per face in each hour, and
     people (distinct tracks) counted in it; one line per label (the site or a camera).
     series maps a label to (sentiments, people), both aligned with hours."""
-    if not hours or not any(np.nansum(_floats(people)) > 0 or np.any(np.isfinite(_floats(s)))
-                            for s, people in series.values()):
-        return empty_figure("no rollups in this range yet", title, theme)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        row_heights=[0.6, 0.4])
-    x = _times(hours)
-    for i, (label, (sentiments, people)) in enumerate(series.items()):
+    columns = {label: (_floats(s), _floats(p)) for label, (s, p) in series.items()}
+    if not len(hours) or not any(np.isfinite(s).any() or np.nansum(p) > 0
+                                 for s, p in columns.values()):
+        return empty(EMPTY, title, theme)
+    x, data = _times(hours), []
+    for i, (label, (sentiments, people)) in enumerate(columns.items()):
         color = LINE_COLORS[i % len(LINE_COLORS)]
-        fig.add_trace(go.Scatter(x=x, y=_floats(sentiments), name=label, legendgroup=label,
-                                 mode="lines+markers", connectgaps=False,
-                                 marker=dict(size=3), line=dict(color=color, width=1.5),
-                                 hovertemplate="%{x|%Y-%m-%d %H:00} %{y:+.2f}<extra>%{fullData.name}</extra>"),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=_floats(people), name=label, legendgroup=label,
-                                 showlegend=False, mode="lines", line=dict(color=color, width=1),
-                                 fill="tozeroy" if len(series) == 1 else None,
-                                 hovertemplate="%{x|%Y-%m-%d %H:00} %{y:.0f} people<extra>%{fullData.name}</extra>"),
-                      row=2, col=1)
-    fig.update_yaxes(title_text="sentiment", range=SENTIMENT_RANGE, zeroline=True, row=1, col=1)
-    fig.update_yaxes(title_text="people", rangemode="tozero", row=2, col=1)
-    return _base_layout(fig, title, revision="history-trend", theme=theme)
+        data.append({"type": "scatter", "x": x, "y": sentiments, "name": label,
+                     "legendgroup": label, "mode": "lines+markers", "connectgaps": False,
+                     "marker": {"size": 3}, "line": {"color": color, "width": 1.5},
+                     "hovertemplate": "%{x|%Y-%m-%d %H:00} %{y:+.2f}<extra>%{fullData.name}</extra>"})
+        data.append({"type": "scatter", "x": x, "y": people, "name": label, "legendgroup": label,
+                     "showlegend": False, "mode": "lines", "xaxis": "x2", "yaxis": "y2",
+                     "line": {"color": color, "width": 1},
+                     "fill": "tozeroy" if len(columns) == 1 else "none",
+                     "hovertemplate": "%{x|%Y-%m-%d %H:00} %{y:.0f} people<extra>%{fullData.name}</extra>"})
+    return {"data": data, "layout": _layout(
+        title, "history-trend", theme,
+        xaxis={"anchor": "y", "matches": "x2", "showticklabels": False},
+        xaxis2={"anchor": "y2"},
+        yaxis={"domain": [0.42, 1.0], "title": {"text": "sentiment"}, "range": SENTIMENT_RANGE,
+               "zeroline": True},
+        yaxis2={"domain": [0.0, 0.36], "title": {"text": "people"}, "rangemode": "tozero"})}
 
 
 def weekly_heatmap(grid: np.ndarray, title: str, kind: str = "sentiment",
-                   theme: str = "light") -> go.Figure:
+                   theme: str = "light") -> dict:
     """A 7x24 grid (weekday Mon..Sun x UTC hour of day) as a heatmap. kind "sentiment": a
     diverging scale fixed at [-1, 1] around 0; "traffic": a sequential scale from 0."""
     grid = np.asarray(grid, dtype=float)
-    if grid.shape != (7, 24) or not np.any(np.isfinite(grid)):
-        return empty_figure("no rollups in this range yet", title, theme)
+    if grid.shape != (7, 24) or not np.isfinite(grid).any():
+        return empty(EMPTY, title, theme)
     if kind == "sentiment":
-        scale = dict(colorscale=sentiment_scale(theme), zmin=-1, zmax=1, zmid=0)
+        scale = {"colorscale": sentiment_scale(theme), "zmin": -1, "zmax": 1, "zmid": 0}
         hover = "%{y} %{x}:00 UTC: sentiment %{z:+.2f}<extra></extra>"
     else:
-        scale = dict(colorscale="Cividis", zmin=0)
+        scale = {"colorscale": "Cividis", "zmin": 0}
         hover = "%{y} %{x}:00 UTC: %{z:.1f} people per hour<extra></extra>"
-    fig = go.Figure(go.Heatmap(z=grid, x=list(range(24)), y=list(WEEKDAYS), hoverongaps=False,
-                               xgap=1, ygap=1, hovertemplate=hover, **scale))
-    fig.update_xaxes(title="hour of day (UTC)", dtick=3)
-    fig.update_yaxes(autorange="reversed")
-    return _base_layout(fig, title, revision=f"heat-{kind}", theme=theme)
+    heat = {"type": "heatmap", "z": grid, "x": list(range(24)), "y": list(WEEKDAYS),
+            "hoverongaps": False, "xgap": 1, "ygap": 1, "hovertemplate": hover, **scale}
+    return {"data": [heat], "layout": _layout(
+        title, f"heat-{kind}", theme, xaxis={"title": {"text": "hour of day (UTC)"}, "dtick": 3},
+        yaxis={"autorange": "reversed"})}
 
 
 def camera_comparison(rows: Sequence[tuple[str, float | None, float]],
-                      title: str = "Cameras compared", theme: str = "light") -> go.Figure:
+                      title: str = "Cameras compared", theme: str = "light") -> dict:
     """One horizontal bar per camera, (camera, mean sentiment or None, people), sorted
-    from the most negative: bars coloured by sentiment on the heatmap's scale, people in
-    the label. A camera without faces in the range shows no bar."""
+    from the most negative: bars coloured on the heatmap's scale, people in the label. A
+    camera without faces in the range is listed last, without a bar."""
     rows = sorted(rows, key=lambda r: (r[1] is None, r[1] if r[1] is not None else 0, r[0]))
     if not rows:
-        return empty_figure("no camera has rollups in this range", title, theme)
+        return empty("no camera has rollups in this range", title, theme)
     sentiments = _floats(r[1] for r in rows)
-    fig = go.Figure(go.Bar(
-        y=[r[0] for r in rows], x=sentiments, orientation="h",
-        marker=dict(color=np.nan_to_num(sentiments), colorscale=sentiment_scale(theme),
-                    cmin=-1, cmax=1),
-        text=[f"{r[2]:.0f} people" for r in rows], textposition="auto",
-        customdata=[r[2] for r in rows],
-        hovertemplate="%{y}: sentiment %{x:+.2f}, %{customdata:.0f} people<extra></extra>"))
-    fig.update_xaxes(title="mean sentiment", range=SENTIMENT_RANGE, zeroline=True)
-    fig.update_yaxes(automargin=True)
-    fig = _base_layout(fig, title, revision="compare", theme=theme)
-    fig.update_layout(height=max(320, 60 + 22 * len(rows)), showlegend=False)
-    return fig
+    bars = {"type": "bar", "orientation": "h", "y": [r[0] for r in rows], "x": sentiments,
+            "marker": {"color": np.nan_to_num(sentiments), "colorscale": sentiment_scale(theme),
+                       "cmin": -1, "cmax": 1},
+            "text": [f"{r[2]:.0f} people" for r in rows], "textposition": "auto",
+            "customdata": [r[2] for r in rows],
+            "hovertemplate": "%{y}: sentiment %{x:+.2f}, %{customdata:.0f} people<extra></extra>"}
+    return {"data": [bars], "layout": _layout(
+        title, "compare", theme, showlegend=False, height=max(320, 60 + 22 * len(rows)),
+        xaxis={"title": {"text": "mean sentiment"}, "range": SENTIMENT_RANGE, "zeroline": True},
+        yaxis={"automargin": True})}

@@ -4,12 +4,14 @@ equals the rollup keys, and viewers share one set of Redis reads per tick."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 
 import numpy as np
+import plotly.io.json
 import pytest
 import redis
 
@@ -64,20 +66,25 @@ def test_figure_builders_are_pure_and_honest_about_gaps():
     hours = [datetime(2026, 11, 30, h) for h in range(3)]
     fig = hf.history_trend(hours, {"cam-a": ([0.5, None, -0.2], [3, 0, 1]),
                                    "cam-b": ([0.1, 0.2, 0.3], [1, 1, 1])}, theme="dark")
-    assert [t.name for t in fig.data] == ["cam-a", "cam-a", "cam-b", "cam-b"]
-    assert np.isnan(fig.data[0].y[1])  # an hour without faces is a gap, not a zero
-    assert fig.layout.template.layout.paper_bgcolor is not None
+    assert [t["name"] for t in fig["data"]] == ["cam-a", "cam-a", "cam-b", "cam-b"]
+    assert np.isnan(fig["data"][0]["y"][1])  # an hour without faces is a gap, not a zero
+    assert fig["data"][0]["line"]["color"] != fig["data"][2]["line"]["color"]
+    assert fig["layout"]["template"]["layout"]["paper_bgcolor"] != \
+        hf.history_trend(hours, {"a": ([0.1] * 3, [1] * 3)})["layout"]["template"]["layout"][
+            "paper_bgcolor"]  # dark and light templates
     empty = hf.history_trend(hours, {SITE: ([None] * 3, [0, 0, 0])})
-    assert empty.layout.annotations[0].text == "no rollups in this range yet"
+    assert empty["data"] == [] and empty["layout"]["annotations"][0]["text"] == hf.EMPTY
     grid = np.full((7, 24), np.nan)
     grid[0, 10] = 0.4
-    heat = hf.weekly_heatmap(grid, "s", "sentiment")
-    assert (heat.data[0].zmin, heat.data[0].zmax, heat.data[0].zmid) == (-1, 1, 0)
-    assert list(heat.data[0].y) == list(hf.WEEKDAYS)
-    assert hf.weekly_heatmap(np.full((7, 24), np.nan), "t", "traffic").layout.annotations
-    bars = hf.camera_comparison([("b", 0.3, 10), ("a", -0.5, 4), ("c", None, 0)])
-    assert list(bars.data[0].y) == ["a", "b", "c"]  # most negative first, no faces last
-    assert list(bars.data[0].text) == ["4 people", "10 people", "0 people"]
+    heat = hf.weekly_heatmap(grid, "s", "sentiment")["data"][0]
+    assert (heat["zmin"], heat["zmax"], heat["zmid"]) == (-1, 1, 0)
+    assert heat["y"] == list(hf.WEEKDAYS) and heat["z"][0][10] == 0.4
+    assert hf.weekly_heatmap(np.full((7, 24), np.nan), "t", "traffic")["data"] == []
+    bars = hf.camera_comparison([("b", 0.3, 10), ("a", -0.5, 4), ("c", None, 0)])["data"][0]
+    assert bars["y"] == ["a", "b", "c"]  # most negative first, no faces last
+    assert bars["text"] == ["4 people", "10 people", "0 people"]
+    # Plain JSON for the browser: what dcc.Graph is sent.
+    assert json.loads(plotly.io.json.to_json_plotly(bars))["x"][:2] == [-0.5, 0.3]
 
 
 def test_figures_for_a_view():
@@ -88,8 +95,8 @@ def test_figures_for_a_view():
     summary, trend, heat_s, heat_t, compare = figures_for(view, "light")
     assert summary == ("2026-11-30 09:00 – 2026-11-30 10:59 UTC · 20 frames · 4 faces · "
                        "3 people (counted per hour) · mean sentiment +0.50")
-    assert list(trend.data[0].y[:1]) == [0.5] and np.isnan(trend.data[0].y[1])
-    assert list(compare.data[0].y) == ["cam-a"]  # cam-b had no frames in the range
+    assert trend["data"][0]["y"][0] == 0.5 and np.isnan(trend["data"][0]["y"][1])
+    assert compare["data"][0]["y"] == ["cam-a"]  # cam-b had no frames in the range
 
 
 # ---------------------------------------------------------------- real Valkey
