@@ -1,5 +1,5 @@
-"""Scale-out: frames/s applied with 1 and 2 detector processes, and detections/s applied with
-1 and 2 aggregator processes, each group sharing the partitions of its topic.
+"""Scale-out: frames/s (and faces/s) applied with 1 and 2 detector processes, and detections/s
+applied with 1 and 2 aggregator processes, each group sharing the partitions of its topic.
 
     python -m benchmarks.scale_bench                       # the measurement (minutes)
     python -m benchmarks.scale_bench --frames 16 --cameras 4 --detections 2000   # it runs
@@ -179,11 +179,12 @@ class ScaleRun:
             time.sleep(0.2)
         return time.monotonic()
 
-    def applied(self, client, keys: RedisKeys) -> int:
-        """Frames handled so far over every camera's session (analysed + skipped)."""
+    def applied(self, client, keys: RedisKeys, *fields: str) -> int:
+        """The sum of these totals fields (default: frames handled, analysed + skipped)
+        over every camera's session."""
         pipe = client.pipeline(transaction=False)
         for cam in self.cameras:
-            pipe.hmget(keys.totals(f"s-{cam}"), "frames", "skipped_frames")
+            pipe.hmget(keys.totals(f"s-{cam}"), *(fields or ("frames", "skipped_frames")))
         return sum(int(float(v or 0)) for row in pipe.execute() for v in row)
 
     def closed(self, client, keys: RedisKeys) -> bool:
@@ -217,14 +218,15 @@ def measure(stage: str, members: int, args, clip: Path, log_dir: Path) -> dict:
             expected = publish_detections(run, args.detections)
             measured = run.start_aggregators(members)
         t0 = run.wait(lambda: run.spread(measured) is not None, 120, f"{members} {stage}s assigned")
-        n0 = run.applied(client, keys)
+        n0, faces0 = run.applied(client, keys), run.applied(client, keys, "faces")
         t1 = run.wait(lambda: run.applied(client, keys) >= expected, 900, "every frame applied")
-        n1 = run.applied(client, keys)
+        n1, faces1 = run.applied(client, keys), run.applied(client, keys, "faces")
         spread = run.spread(measured) or []
         client.close()
     rate = (n1 - n0) / max(t1 - t0, 1e-9)
     return {"stage": stage, "members": members, "frames": expected, "measured_frames": n1 - n0,
             "seconds": round(t1 - t0, 3), "per_s": round(rate, 1),
+            "faces_per_s": round((faces1 - faces0) / max(t1 - t0, 1e-9), 1),
             "partitions_per_member": [len(s) for s in spread]}
 
 
@@ -256,11 +258,11 @@ def ratios(rows: list[dict]) -> dict[str, float | None]:
 def print_table(result: dict) -> None:
     print(f"\nscale-out on {os.cpu_count()} CPUs, {result['cameras']} cameras x "
           f"{result['frames_per_camera']} frames, {result['partitions']} partitions")
-    print("| stage | processes | frames | measured | seconds | applied/s | partitions each |")
-    print("|---|---|---|---|---|---|---|")
+    print("| stage | processes | frames | measured | seconds | applied/s | faces/s | partitions each |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
         print(f"| {r['stage']} | {r['members']} | {r['frames']} | {r['measured_frames']} | "
-              f"{r['seconds']} | {r['per_s']} | {r['partitions_per_member']} |")
+              f"{r['seconds']} | {r['per_s']} | {r['faces_per_s']} | {r['partitions_per_member']} |")
     for stage, ratio in result["ratios"].items():
         print(f"{stage}s 2 vs 1: {ratio}x")
 
