@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detect-refresh-frames", type=int,
                    help="while faces are in view, detect smaller and at full width every "
                         "N-th frame; 1 = every frame at full width (8)")
+    p.add_argument("--decode-threads", type=int,
+                   help="threads that decode and detect frames beside the main thread; "
+                        "0 or 1 = all on the main thread (2)")
     p.add_argument("--cameras", help="cameras YAML/TOML whose `roi` polygons mark excluded zones")
     p.add_argument("--group-id", help="Kafka consumer group (detector)")
     p.add_argument("--assign", choices=("group", "all"),
@@ -87,7 +90,8 @@ def build_pipeline(settings: DetectorSettings, detector, masks):
     pipeline = FramePipeline(detector, model, trackers, masks, max_batch,
                              settings.max_jpeg_bytes, settings.max_pixels,
                              settings.detector_id or f"{socket.gethostname()}:{os.getpid()}",
-                             DetectionScaler(settings.downscale, settings.detect_refresh_frames))
+                             DetectionScaler(settings.downscale, settings.detect_refresh_frames),
+                             threads=settings.decode_threads)
     pipeline.warm_up()  # model and face detector, before the first frame arrives
     return pipeline
 

@@ -17,6 +17,9 @@ class FrameBatch:
       batch is acknowledged; `starts`: the first offset of each, where a failed delivery
       rewinds the consumer to.
     - `sends`: futures of what was already sent for this batch (dead letters).
+    - `crops`: the faces of its frames detected so far. A pooled pipeline's frame counts
+      once its worker is done, so a batch can grow a few frames past max_batch crops
+      (the pool bounds how many are in flight); classify() splits it into max_batch calls.
     """
 
     def __init__(self, max_batch: int, max_wait_ms: float, clock=time.monotonic):
@@ -25,7 +28,8 @@ class FrameBatch:
         self.offsets: dict = {}
         self.starts: dict = {}
         self.sends: list = []
-        self.crops = 0
+        self._crops = 0
+        self._uncounted: list[PendingFrame] = []  # frames still being detected
         self.started: float | None = None
 
     def __len__(self) -> int:
@@ -44,8 +48,19 @@ class FrameBatch:
 
     def add(self, frame: PendingFrame, partition=None, offset: int | None = None) -> None:
         self.entries.append(frame)
-        self.crops += len(frame.crops)
+        self._uncounted.append(frame)
         self._touch(partition, offset)
+
+    @property
+    def crops(self) -> int:
+        waiting = []
+        for frame in self._uncounted:  # one look at each: a worker may finish meanwhile
+            if frame.ready:
+                self._crops += frame.crop_count()
+            else:
+                waiting.append(frame)
+        self._uncounted = waiting
+        return self._crops
 
     def settle(self, partition, offset: int, sent=None,
                skipped: DetectionMessage | None = None) -> None:

@@ -8,6 +8,7 @@ from the full-resolution frame.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -123,18 +124,28 @@ class HaarDetector:
 
     def __init__(self, min_face: int = 20, downscale: int = 640, cascade: Path | None = None,
                  scale_factor: float = 1.1, min_neighbors: int = 5):
-        path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / self.CASCADE
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if self._cascade.empty():
-            raise DetectorError(f"cannot load Haar cascade {path}")
+        self._path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / self.CASCADE
+        # One cascade per thread: OpenCV does not promise that one object may run
+        # detectMultiScale on several threads at once (the detector's pool does).
+        self._local = threading.local()
+        self._cascade()  # fails here, at start-up, when the file cannot be loaded
         self.min_face, self.downscale = min_face, downscale
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+
+    def _cascade(self) -> cv2.CascadeClassifier:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = cv2.CascadeClassifier(str(self._path))
+            if cascade.empty():
+                raise DetectorError(f"cannot load Haar cascade {self._path}")
+            self._local.cascade = cascade
+        return cascade
 
     def detect(self, bgr: np.ndarray, width: int | None = None) -> list[FaceBox]:
         small, scale = _shrink(bgr, self.downscale if width is None else width)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         side = max(8, int(self.min_face / scale))
-        found = self._cascade.detectMultiScale(grey, self.scale_factor, self.min_neighbors,
+        found = self._cascade().detectMultiScale(grey, self.scale_factor, self.min_neighbors,
                                                minSize=(side, side))
         boxes = [FaceBox(int(x), int(y), int(w), int(h), 1.0) for x, y, w, h in found]
         return _rescale(boxes, scale, self.min_face)

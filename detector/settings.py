@@ -40,6 +40,10 @@ class DetectorSettings(ServiceSettings):
     # 8: a new face too small for the reduced pass waits <= 7 frames (0.28 s at 25 fps);
     # single_face_smile stages 142 fps at 5, ~170-180 at 8 vs 48 at 1 (detector_bench).
     detect_refresh_frames: int = Field(8, ge=1, le=1000)
+    # Threads that decode and detect frames while the main thread polls, classifies and
+    # sends (detector/overlap.py); each camera's frames still settle in order, so the
+    # detections are the same as with 0 or 1 (everything on the main thread).
+    decode_threads: int = Field(2, ge=0, le=64)
     cameras: Path | None = Field(None)
     group_id: str = Field("detector", min_length=1)
     # "group": join the consumer group (workers share the partitions; the join takes

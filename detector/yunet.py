@@ -48,6 +48,10 @@ class YuNet:
     def __init__(self):
         self._fn = _load()
         self._local = threading.local()
+        # The library sets up its network on its first call (a static "initialised" flag,
+        # unguarded): that call is made by one thread at a time; later ones run in parallel.
+        self._first_call = threading.Lock()
+        self._initialised = False
 
     def _buffer(self) -> np.ndarray:
         buf = getattr(self._local, "buf", None)
@@ -60,8 +64,16 @@ class YuNet:
             raise ValueError("YuNet needs an (H, W, 3) uint8 BGR image")
         img = np.ascontiguousarray(bgr)
         buf = self._buffer()
-        result = self._fn(buf.ctypes.data, img.ctypes.data, img.shape[1], img.shape[0], img.strides[0])
+        if self._initialised:
+            result = self._call(buf, img)
+        else:
+            with self._first_call:
+                result = self._call(buf, img)
+                self._initialised = True
         count = int(result[0]) if result else 0
         count = max(0, min(count, (RESULT_BUFFER_BYTES - 4) // (2 * VALUES_PER_FACE)))
         rows = np.frombuffer(buf, np.int16, count=VALUES_PER_FACE * count, offset=4)
         return rows.reshape(count, VALUES_PER_FACE)[:, :5].astype(np.int32)
+
+    def _call(self, buf: np.ndarray, img: np.ndarray):
+        return self._fn(buf.ctypes.data, img.ctypes.data, img.shape[1], img.shape[0], img.strides[0])
