@@ -1,4 +1,5 @@
-"""Pure figure builders shared by the dashboard and the HTML report: data in, figure out.
+"""Pure figure builders shared by the dashboard and the reports: data in, figure out (the
+HTML report embeds them; the PDF report draws them through moodstream.chart_images).
 
 Nothing here touches Redis, files or the clock, so every builder is unit-testable with
 plain lists and dicts. Timelines are the `timeline` entries of a session report
