@@ -110,4 +110,12 @@ def test_history_page(browser, history_site, size):
         field.send_keys(day, Keys.TAB)
     want = expected_summary(client, keys.rollup_hourly("cam-c"), "custom", first, last)
     wait_for_summary(browser, f"{first} 00:00 – {last} 23:59 UTC · {want}", "custom range")
+
+    font = ("return document.querySelector('#history-heat-sentiment .js-plotly-plot')"
+            "._fullLayout.font.color")
+    light = browser.execute_script(font)
+    browser.execute_script("document.querySelector('#theme-switch').click()")
+    wait_until(browser, lambda d: d.execute_script(font) != light, "charts in the dark template")
+    screenshot(browser, f"history-dark-{size}")
+    browser.execute_script("document.querySelector('#theme-switch').click()")  # back to light
     assert_console_clean(browser)
