@@ -102,7 +102,9 @@ def analyze(args, settings: CommonSettings) -> int:
             if still is None:
                 print(_summary_line(_write(report, path, report_fmt), report))
             else:
-                _write_stills(report, still, collector, path, report_fmt, annotate)
+                # Several still jobs: a folder each, so same-named images never meet.
+                folder = annotate / cam if annotate and len(still_jobs) > 1 else annotate
+                _write_stills(report, still, collector, path, report_fmt, folder)
     return 0
 
 

@@ -26,12 +26,15 @@ from tests.moodstream.test_cli_end_to_end import moodstream, video_facts
 def analyzed(tmp_path_factory, kafka_server, redis_server):
     root = tmp_path_factory.mktemp("stills")
     files = make_stills(root / "shop", crowd=True)
+    (root / "loose").mkdir()  # an image named on its own, with the same name as one in shop/
+    files["loose"] = root / "loose" / "a-smile.jpg"
+    files["loose"].write_bytes(files["a-smile.jpg"].read_bytes())
     prefix = f"st{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_server.bootstrap,
                REDIS_URL=redis_server.url, MOODSTREAM_TOPIC_PREFIX=prefix,
                MOODSTREAM_REDIS_PREFIX=prefix)
     video = require(VIDEOS / "no_face.mp4")
-    result = moodstream("analyze", str(root / "shop"), str(video), "--report",
+    result = moodstream("analyze", str(root / "shop"), str(video), str(files["loose"]), "--report",
                         str(root / "r.json"), "--annotate", str(root / "annotated"), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, files, result, env
@@ -72,6 +75,17 @@ def test_a_folder_of_stills_gives_one_entry_per_image(analyzed):
 
 @pytest.mark.integration
 @pytest.mark.slow
+def test_images_named_one_by_one_are_one_more_report(analyzed):
+    root, files, result, _env = analyzed
+    report = json.loads((root / "r-stills.json").read_text())
+    assert report["source"] == "1 image" and report["camera_id"] == "stills"
+    [image] = report["images"]
+    assert image["file"] == str(files["loose"]) and image["faces"] == 1
+    assert report["people"] == 1 and report["unreadable_images"] == []
+
+
+@pytest.mark.integration
+@pytest.mark.slow
 def test_a_video_in_the_same_call_gets_its_own_report(analyzed):
     root, _files, result, _env = analyzed
     report = json.loads((root / "r-no_face.json").read_text())
@@ -85,10 +99,11 @@ def test_a_video_in_the_same_call_gets_its_own_report(analyzed):
 def test_annotate_writes_copies_with_the_boxes_drawn(analyzed):
     root, files, result, _env = analyzed
     report = json.loads((root / "r-shop.json").read_text())
-    out = root / "annotated"
+    out = root / "annotated" / "shop"  # a folder per still job: same names never meet
     assert sorted(p.name for p in out.iterdir()) == ["a-smile.jpg", "b-smile.png",
                                                      "c-empty.webp", "e-crowd.jpg"]
     assert f"annotated 4 image(s) in {out}" in result.stdout
+    assert [p.name for p in (root / "annotated" / "stills").iterdir()] == ["a-smile.jpg"]
     png = report["images"][1]  # lossless: the drawn colour can be checked exactly
     [face] = png["detections"]
     x, y, w, h = face["box"]
