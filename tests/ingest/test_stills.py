@@ -47,6 +47,23 @@ def test_a_folder_of_stills_is_one_session_of_one_frame_per_image(stack_env, kaf
     assert (end.session_id, end.frames_published, end.reason) == ("shop-1", 3, "eof")
 
 
+@pytest.mark.integration
+def test_a_camera_files_purpose_notice_and_min_people_go_with_the_session_start(
+        stack_env, kafka_server, unique_prefix, tmp_path):
+    make_stills(tmp_path / "shelf")
+    config = tmp_path / "cams.yaml"
+    config.write_text(f"defaults: {{purpose: shop audit}}\ncameras:\n"
+                      f"  - {{id: shelf, url: '{tmp_path / 'shelf'}', notice: true, min_people: 2,"
+                      f" session: {{id: shelf-1}}}}\n")
+    result = run_ingest(stack_env, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    got = read_topics(kafka_server.bootstrap, unique_prefix, lambda g: g.complete(), timeout_s=30)
+    start = got.control[0]
+    assert (start.type, start.purpose, start.notice, start.min_people) == (
+        "session_start", "shop audit", True, 2)
+    assert "notice is false" not in result.stderr  # a still folder is not a live camera
+
+
 def test_a_folder_without_images_is_one_line_exit_2(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     result = run_ingest({"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
