@@ -104,6 +104,10 @@ def _charts(pdf: _Document, figures: Mapping[str, Any], chart_png: ChartRenderer
         pdf.ln(2)
 
 
+def _line(pdf: _Document, text: str) -> None:
+    pdf.cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+
+
 def _when(epoch: Any) -> str | None:
     try:
         return datetime.fromtimestamp(float(epoch), timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -114,7 +118,7 @@ def _when(epoch: Any) -> str | None:
 def _alerts(pdf: _Document, alerts: Sequence[Mapping[str, Any]]) -> None:
     _heading(pdf, "Alerts")
     if not alerts:
-        pdf.cell(0, 6, "No alerts.", new_x="LMARGIN", new_y="NEXT")
+        _line(pdf, "No alerts.")
         return
     _table(pdf, [label for label, _ in _ALERT_COLUMNS],
            ([a.get("status"), _when(a.get("opened_at")), _when(a.get("resolved_at")),
@@ -134,34 +138,41 @@ def _document(title: str, subtitle: str) -> _Document:
     return pdf
 
 
+def _pdf(report: Mapping[str, Any], title: str, subtitle: str, fields, figures,
+         chart_png: ChartRenderer, *sections: Callable[[_Document], None]) -> bytes:
+    pdf = _document(title, subtitle)
+    _summary(pdf, report, fields)
+    _emotions(pdf, report)
+    for section in sections:
+        section(pdf)
+    _alerts(pdf, report.get("alerts") or [])
+    _charts(pdf, figures, chart_png)
+    return bytes(pdf.output())
+
+
 def report_pdf(report: Mapping[str, Any], chart_png: ChartRenderer = figure_png) -> bytes:
     """One session's report as PDF bytes."""
-    pdf = _document(f"moodstream session {report.get('session_id', '')}",
-                    f"Camera {_text(report.get('camera_id'))} · "
-                    f"{_text(report.get('started_at'))} to {_text(report.get('ended_at'))}")
-    _summary(pdf, report, SUMMARY_FIELDS)
-    _emotions(pdf, report)
-    _alerts(pdf, report.get("alerts") or [])
-    _charts(pdf, session_figures(report), chart_png)
-    return bytes(pdf.output())
+    return _pdf(report, f"moodstream session {report.get('session_id', '')}",
+                f"Camera {_text(report.get('camera_id'))} · "
+                f"{_text(report.get('started_at'))} to {_text(report.get('ended_at'))}",
+                SUMMARY_FIELDS, session_figures(report), chart_png)
 
 
 def period_pdf(report: Mapping[str, Any], chart_png: ChartRenderer = figure_png) -> bytes:
     """A camera's day or week report as PDF bytes."""
-    pdf = _document(f"moodstream camera {report.get('camera_id', '')} · {report.get('label', '')}",
-                    f"{_text(report.get('start'))} to {_text(report.get('end'))} "
-                    f"({_text(report.get('timezone'))}): every session that started in it")
-    _summary(pdf, report, PERIOD_FIELDS)
-    _emotions(pdf, report)
+    return _pdf(report, f"moodstream camera {report.get('camera_id', '')} · "
+                f"{report.get('label', '')}",
+                f"{_text(report.get('start'))} to {_text(report.get('end'))} "
+                f"({_text(report.get('timezone'))}): every session that started in it",
+                PERIOD_FIELDS, period_figures(report), chart_png,
+                lambda pdf: _sessions(pdf, report.get("sessions") or []))
+
+
+def _sessions(pdf: _Document, sessions: Sequence[Mapping[str, Any]]) -> None:
     _heading(pdf, "Sessions")
-    sessions = report.get("sessions") or []
-    if sessions:
-        _table(pdf, [label for label, _ in SESSION_COLUMNS],
-               ([s.get(key) for _, key in SESSION_COLUMNS] for s in sessions),
-               widths=(5, 4, 4, 2, 2, 2, 2, 2, 2))
-    else:
-        pdf.cell(0, 6, "No session of this camera started in this period.",
-                 new_x="LMARGIN", new_y="NEXT")
-    _alerts(pdf, report.get("alerts") or [])
-    _charts(pdf, period_figures(report), chart_png)
-    return bytes(pdf.output())
+    if not sessions:
+        _line(pdf, "No session of this camera started in this period.")
+        return
+    _table(pdf, [label for label, _ in SESSION_COLUMNS],
+           ([s.get(key) for _, key in SESSION_COLUMNS] for s in sessions),
+           widths=(5, 4, 4, 2, 2, 2, 2, 2, 2))
