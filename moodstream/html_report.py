@@ -31,6 +31,7 @@ SUMMARY_FIELDS = (
     ("Frames with faces", "frames_with_faces"), ("Faces detected", "faces_detected"),
     ("People (tracks)", "people"), ("Dominant emotion", "dominant_emotion"),
     ("Mean sentiment", "mean_sentiment"),
+    ("Privacy", "suppressed"),  # "suppressed (fewer than N people)" (moodstream.suppression)
 )
 # A camera's day or week (moodstream.period_report): the same numbers, summed over sessions.
 PERIOD_FIELDS = (

@@ -40,8 +40,9 @@ def apply_min_people(report: dict[str, Any], min_people: int) -> dict[str, Any]:
     timeline = [_suppress_second(entry, min_people, note) for entry in report.get("timeline", [])]
     out = dict(report, timeline=timeline, min_people=min_people)
     if (report.get("people") or 0) < min_people and report.get("faces_detected"):
+        # No totals at all ({}): charts and tables then show no mix, as for no faces.
         out.update(mean_sentiment=None, dominant_emotion=None, suppressed=note,
-                   emotion_totals={e: None for e in EMOTIONS})
+                   emotion_totals={})
     return out
 
 

@@ -14,7 +14,7 @@ from dashboard.data import DashboardData
 from dashboard.kpis import camera_cards
 from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
 from moodstream.redis_keys import RedisKeys
-from moodstream.reports import build_report, report_csv
+from moodstream.reports import build_report, render, report_csv
 from moodstream.schemas import ControlEvent, DetectionMessage, Face
 from moodstream.suppression import apply_min_people
 
@@ -41,6 +41,22 @@ def test_seconds_and_sessions_with_too_few_people_lose_their_sentiment():
     assert (whole["mean_sentiment"], whole["dominant_emotion"], whole["suppressed"]) == (
         None, None, "suppressed (fewer than 3 people)")
     assert whole["people"] == 2 and whole["faces_detected"] == 15  # counts stay
+
+
+def test_every_report_format_says_the_sentiment_is_suppressed():
+    report = {"session_id": "s1", "camera_id": "desk", "source": "x", "status": "closed",
+              "started_at": None, "ended_at": None, "duration_s": 1, "frames_processed": 5,
+              "skipped_frames": 0, "frames_with_faces": 5, "faces_detected": 5, "people": 1,
+              "excluded_faces": 0, "emotion_totals": dict(HAPPY), "dominant_emotion": "happy",
+              "mean_sentiment": 0.9, "valence_weights": dict(DEFAULT_VALENCE), "alerts": [],
+              "timeline": [{"t": 0, "frames": 5, "faces": 5, "people": 1, "sentiment": 0.9,
+                            "emotions": dict(HAPPY)}]}
+    hidden = apply_min_people(report, 3)
+    assert hidden["emotion_totals"] == {} and hidden["suppressed"] == "suppressed (fewer than 3 people)"
+    assert "<td>suppressed (fewer than 3 people)</td>" in render(hidden, "html")
+    assert "0.9" not in report_csv(hidden).splitlines()[1]
+    pdf = render(hidden, "pdf")
+    assert pdf[:5] == b"%PDF-" and len(pdf) > 1000
 
 
 @pytest.fixture
