@@ -122,7 +122,7 @@ def _still_collector(stack: Stack, jobs: list):
 def _write_stills(report: dict, job, collector, path: Path, fmt: str,
                   annotate: Path | None) -> None:
     """One entry per image (boxes from the detections), then the annotated copies."""
-    from moodstream.annotate import write_annotated
+    from moodstream.annotate import AnnotateError, write_annotated
     from moodstream.still_reports import render_stills, still_report, stills_summary
     expected = report["frames_processed"] + report["skipped_frames"]
     detections = collector.wait_for(report["session_id"], expected, timeout_s=60.0)
@@ -132,7 +132,10 @@ def _write_stills(report: dict, job, collector, path: Path, fmt: str,
     report = still_report(report, job, detections)
     print(stills_summary(_write(report, path, fmt, renderer=render_stills), report))
     if annotate:
-        written = write_annotated(report["images"], annotate)
+        try:
+            written = write_annotated(report["images"], annotate)
+        except (AnnotateError, OSError) as exc:  # the report is written: say so, then fail
+            raise UserError(f"annotated copies not written: {exc}") from None
         print(f"annotated {len(written)} image(s) in {annotate}")
 
 
