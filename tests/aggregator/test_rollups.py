@@ -5,8 +5,10 @@ finalised when a session closes, pruned past retention; and the backfill from su
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 import pytest
@@ -233,3 +235,36 @@ def test_a_session_between_two_distant_passes_is_caught_up(make_store, redis_con
     store.write_summary("s1")
     writer.run(T0 + 5 * HOUR_S)
     assert_rollups(rollups(redis_conn, keys), expected(messages))
+
+
+@pytest.mark.slow
+def test_the_aggregator_process_rolls_up_exactly_once_across_redelivery(stack_env, tmp_path):
+    """Kafka -> `python -m aggregator` -> Redis; then killed, and a second aggregator in a
+    new consumer group reads the whole stream again: the rollups still equal the clip's."""
+    from tests.aggregator.test_main import prepare, produce, start_aggregator, stop, wait_for
+
+    r, keys = prepare(stack_env)
+    shift = time.time() - 3000 - T0  # the clip started 50 minutes ago
+    messages = [m.model_copy(update={"capture_ts": m.capture_ts + shift}) for m in clip(800)]
+    wanted = expected(messages, T0 + shift)
+    produce(stack_env, [*messages, control("session_end", frames=len(messages))])
+    env = dict(stack_env, MOODSTREAM_AGGREGATOR_ROLLUP_EVERY_S="0.5")
+    log_path = tmp_path / "aggregator.log"
+    first = start_aggregator(env, log_path)
+    try:
+        wait_for(lambda: r.hget(keys.meta("s1"), "status") == "closed"
+                 and sorted(rollups(r, keys)) == sorted(wanted), 60, "the session's hours",
+                 first, log_path)
+    finally:
+        stop(first, signal.SIGKILL)
+    assert_rollups(rollups(r, keys), wanted)
+    second = start_aggregator(dict(env, MOODSTREAM_AGGREGATOR_GROUP_ID="again"), log_path)
+    try:
+        wait_for(lambda: log_path.read_text().count("session s1 ending") == 2, 60,
+                 "the stream read again", second, log_path)
+        time.sleep(2)  # a few rollup passes over the redelivered stream
+    finally:
+        assert stop(second) == 0
+    assert "duplicates=800" in log_path.read_text().split("stopped: Counters(")[-1]
+    assert_rollups(rollups(r, keys), wanted)
+    assert_site_sums(r, keys, {"cam1": wanted})
