@@ -150,3 +150,18 @@ def test_only_unreadable_images_is_one_line_and_exit_2(tmp_path):
     assert lines == [f"moodstream: skipped image {tmp_path / 'bad.png'}: not a decodable image "
                      "(corrupt, or not JPEG, PNG or WebP)",
                      "moodstream: error: nothing to analyse: no image could be read"]
+
+
+@pytest.mark.parametrize("target", ["file", "url"])
+def test_annotate_into_a_file_or_a_url_is_one_line_and_exit_2(tmp_path, target):
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    (tmp_path / "taken.txt").write_text("a file")
+    where = str(tmp_path / "taken.txt") if target == "file" else "s3://bucket/annotated"
+    result = moodstream("analyze", str(image), "--report", str(tmp_path / "r.json"),
+                        "--annotate", where, env=dict(os.environ), timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("moodstream: error: --annotate ") and (
+        "is a file: name a folder" in line if target == "file" else "not a URL" in line)
+    assert not (tmp_path / "r.json").exists()
