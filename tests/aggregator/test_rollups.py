@@ -268,3 +268,17 @@ def test_the_aggregator_process_rolls_up_exactly_once_across_redelivery(stack_en
     assert "duplicates=800" in log_path.read_text().split("stopped: Counters(")[-1]
     assert_rollups(rollups(r, keys), wanted)
     assert_site_sums(r, keys, {"cam1": wanted})
+
+
+def test_rollup_settings_come_from_the_aggregators_env(monkeypatch):
+    from aggregator.settings import AggregatorSettings
+    from moodstream.settings import SettingsError
+
+    assert AggregatorSettings.load().rollup_ttl_s == TTL
+    monkeypatch.setenv("MOODSTREAM_AGGREGATOR_ROLLUP_TTL_S", "86400")
+    monkeypatch.setenv("ROLLUP_EVERY_S", "1")  # a bare name changes nothing
+    settings = AggregatorSettings.load()
+    assert (settings.rollup_ttl_s, settings.rollup_every_s) == (86400, 30.0)
+    monkeypatch.setenv("MOODSTREAM_AGGREGATOR_ROLLUP_EVERY_S", "0")
+    with pytest.raises(SettingsError, match="rollup_every_s"):
+        AggregatorSettings.load()
