@@ -67,8 +67,8 @@ def _heading(pdf: _Document, text: str) -> None:
 
 
 def _table(pdf: _Document, header: Sequence[str] | None, rows: Iterable[Sequence[Any]],
-           widths: Sequence[int] | None = None) -> None:
-    pdf.set_font(_FONT, "", 8)
+           widths: Sequence[int] | None = None, size: int = 8) -> None:
+    pdf.set_font(_FONT, "", size)
     with pdf.table(col_widths=widths, width=_PAGE_W_MM, line_height=5, text_align="LEFT",
                    first_row_as_headings=header is not None, padding=(0.5, 1.5),
                    headings_style=FontFace(emphasis="BOLD", fill_color=(243, 243, 243))) as table:
@@ -102,6 +102,14 @@ def _charts(pdf: _Document, figures: Mapping[str, Any], chart_png: ChartRenderer
             pdf.add_page()
         pdf.image(io.BytesIO(png), w=_PAGE_W_MM, h=_CHART_H_MM)
         pdf.ln(2)
+
+
+def _short_time(iso: Any) -> Any:
+    """2026-11-30T09:00:00.000+00:00 -> 2026-11-30 09:00:00 (the table's time zone is UTC,
+    as the session reports write it); anything else as it is."""
+    if isinstance(iso, str) and iso.endswith("+00:00") and "T" in iso:
+        return iso[:19].replace("T", " ")
+    return iso
 
 
 def _line(pdf: _Document, text: str) -> None:
@@ -174,5 +182,6 @@ def _sessions(pdf: _Document, sessions: Sequence[Mapping[str, Any]]) -> None:
         _line(pdf, "No session of this camera started in this period.")
         return
     _table(pdf, [label for label, _ in SESSION_COLUMNS],
-           ([s.get(key) for _, key in SESSION_COLUMNS] for s in sessions),
-           widths=(5, 4, 4, 2, 2, 2, 2, 2, 2))
+           ([_short_time(s.get(key)) if key.endswith("_at") else s.get(key)
+             for _, key in SESSION_COLUMNS] for s in sessions),
+           widths=(12, 9, 9, 5, 5, 5, 6, 6, 4), size=7)
