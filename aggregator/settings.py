@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
+from moodstream.rollups import DEFAULT_ROLLUP_TTL_S
 from moodstream.settings import ServiceSettings, service_config
 
 DAY_S = 86400
@@ -49,7 +50,7 @@ class AggregatorSettings(ServiceSettings):
     summary_ttl_s: int = Field(90 * DAY_S, ge=0)
     # Hourly rollups per camera (aggregator.rollups): how long they are kept (0 = keep),
     # and how often the current and previous hour are recomputed from the buckets.
-    rollup_ttl_s: int = Field(400 * DAY_S, ge=0)
+    rollup_ttl_s: int = Field(DEFAULT_ROLLUP_TTL_S, ge=0)
     rollup_every_s: float = Field(30.0, gt=0)
     # Sentiment weight per emotion; the CLI/env form is "angry=-1,happy=1,...".
     valence: Annotated[dict[str, float], NoDecode] = Field(

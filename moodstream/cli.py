@@ -29,6 +29,7 @@ from moodstream.launcher import ServiceFailed, Stack, describe, running_stack_st
 from moodstream.reports import REPORT_FORMATS, ReportError, SessionNotFound, build_report
 from moodstream.reports import format_for, render, write_output
 from moodstream.settings import CommonSettings, SettingsError
+from moodstream.rollups import DEFAULT_ROLLUP_TTL_S
 
 log = logging.getLogger("moodstream")
 REPO = Path(__file__).resolve().parents[1]
@@ -346,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=50)
     b = sub.add_parser("backfill-rollups",
                        help="rebuild hourly rollups from the session summaries that remain")
-    b.add_argument("--rollup-ttl-s", type=int, default=400 * 86400,
+    b.add_argument("--rollup-ttl-s", type=int, default=DEFAULT_ROLLUP_TTL_S,
                    help="keep rollups this long, 0 = keep (default 400 days)")
     b.add_argument("--parts-ttl-s", type=int, default=90 * 86400,
                    help="keep per-session parts this long, 0 = keep (default 90 days)")

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 import redis
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 HOUR_S = 3600
 DAY_S = 86400
-DEFAULT_ROLLUP_TTL_S = 400 * 86400
+DEFAULT_ROLLUP_TTL_S = 400 * DAY_S
 PEOPLE = ROLLUP_FIELDS.index("people")
 
 # Sums packed rollups (a Lua table of strings) field by field; nil when there are none.
@@ -236,7 +237,6 @@ def _number(value: Any) -> float:
 
 
 def _epoch(iso: Any) -> float | None:
-    from datetime import datetime
     try:
         return datetime.fromisoformat(str(iso)).timestamp() if iso else None
     except ValueError:
