@@ -61,9 +61,9 @@ dash.register_page(__name__, layout=layout, path="/history", name="History",
                    title="moodstream · history", order=2)
 
 
-def register(app: Dash, data: DashboardData, _settings) -> None:
+def register(app: Dash, data: DashboardData, settings) -> None:
     history = HistoryData(data)
-    every_ticks = max(1, round(REFRESH_S / max(data.cache_s, 0.2)))
+    every_ticks = max(1, round(REFRESH_S / settings.refresh_s))  # the shell's tick period
 
     @app.callback(*[Output(i, "children") for i in OUTPUTS[:2]],
                   *[Output(i, "figure") for i in OUTPUTS[2:6]],
