@@ -98,6 +98,53 @@ def worker(path: str, reports: int, started: float) -> dict:
             "children_rss_mb": round(children)}
 
 
+def seed_day(client, keys, camera: str, midnight: float) -> None:
+    """24 closed one-hour sessions of one camera, every second with 2 faces, written
+    straight into the data model (the aggregator's path is benchmarked elsewhere)."""
+    from moodstream.emotions import EMOTIONS
+    from moodstream.redis_keys import bucket_field
+    for hour in range(24):
+        sid, started = f"{camera}-h{hour:02d}", midnight + hour * 3600
+        buckets = {}
+        for t in range(3600):
+            buckets |= {bucket_field(t, "frames"): 5, bucket_field(t, "faces"): 2,
+                        bucket_field(t, "sentiment_sum"): 0.4,
+                        **{bucket_field(t, f"p:{e}"): 2 / 7 for e in EMOTIONS}}
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(keys.meta(sid), mapping={"camera_id": camera, "status": "closed",
+                                           "started_at": started, "ended_at": started + 3600})
+        pipe.hset(keys.totals(sid), mapping={"frames": 18000, "faces": 7200,
+                                             "frames_with_faces": 18000, "sentiment_sum": 1440,
+                                             **{f"p:{e}": 7200 / 7 for e in EMOTIONS}})
+        pipe.hset(keys.buckets(sid), mapping=buckets)
+        pipe.hset(keys.bucket_tracks(sid), mapping={str(t): 2 for t in range(3600)})
+        pipe.zadd(keys.sessions, {sid: started})
+        pipe.execute()
+
+
+def period_day() -> dict:
+    """A camera's day report (24 one-hour sessions, 86,400 buckets) from a real Valkey:
+    Redis reads + adding up, then each format."""
+    from moodstream.embedded import EmbeddedRedis
+    from moodstream.period_report import build_period_report, parse_period, render_period
+    from moodstream.redis_keys import RedisKeys
+    import redis
+    period, keys = parse_period(day="2026-11-30"), RedisKeys("bench")
+    with EmbeddedRedis() as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        seed_day(client, keys, "cam-day", period.start.timestamp())
+        t0 = time.perf_counter()
+        report = build_period_report(client, keys, "cam-day", period)
+        result = {"sessions": report["session_count"],
+                  "build_s": round(time.perf_counter() - t0, 2)}
+        for fmt in ("json", "csv", "html", "pdf"):
+            t0 = time.perf_counter()
+            render_period(report, fmt)
+            result[f"{fmt}_s"] = round(time.perf_counter() - t0, 2)
+        client.close()
+    return result
+
+
 def _installed_mb(packages: list[str]) -> float:
     total = 0
     for name in packages:
@@ -162,9 +209,13 @@ def main() -> int:
         print(f"{r['path']:<12}{r['startup_to_first_pdf_s']:>18}{r['per_report_median_s']:>14}"
               f"{r['pdf_kb']:>8}{r['rss_mb']:>8}{r['children_rss_mb']:>14}{r['packages_mb']:>9}"
               f"{str(r.get('chromium_mb', '-')):>13}")
+    day = period_day()
+    print("a camera's day (24 one-hour sessions) from Valkey: " +
+          ", ".join(f"{k} {v}" for k, v in day.items()))
     OUT.mkdir(exist_ok=True)
     (OUT / "pdf_bench.json").write_text(json.dumps(
-        {"results": results, "shared_mb": _installed_mb(SHARED_PACKAGES)}, indent=2))
+        {"results": results, "shared_mb": _installed_mb(SHARED_PACKAGES), "day": day},
+        indent=2))
     return 1 if any("error" in r for r in results) else 0
 
 
