@@ -58,7 +58,8 @@ def hour_report() -> dict:
 
 def _children_rss_mb() -> float:
     import psutil
-    return sum(child.memory_info().rss for child in psutil.Process().children(recursive=True)) / 2**20
+    children = psutil.Process().children(recursive=True)
+    return sum(child.memory_info().rss for child in children) / 2**20
 
 
 def worker(path: str, reports: int, started: float) -> dict:

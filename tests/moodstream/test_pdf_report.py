@@ -73,7 +73,8 @@ def test_period_pdf_lists_the_sessions_and_says_when_there_are_none():
                    "emotion_totals": {"happy": 25.0, "sad": 5.0}},
                   {"session_id": "sb-2", "frames_processed": 30, "faces_detected": 10,
                    "emotion_totals": {"happy": 5.0, "sad": 5.0}}],
-              "timeline": [{"start": f"2026-11-30T{h:02d}:00:00", "frames": 45 if h in (9, 14) else 0,
+              "timeline": [{"start": f"2026-11-30T{h:02d}:00:00",
+                            "frames": 45 if h in (9, 14) else 0,
                             "faces": 20 if h in (9, 14) else 0, "peak_people": 2,
                             "sentiment": 0.55 if h in (9, 14) else None, "emotions": {}}
                            for h in range(24)]}

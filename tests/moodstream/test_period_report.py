@@ -163,8 +163,9 @@ def test_a_time_zone_moves_which_sessions_belong_to_the_day(seeded):
 def test_week_report_has_one_row_per_day(seeded):
     client, keys, _env = seeded
     report = build_period_report(client, keys, "cam-p", parse_period(week=WEEK))
+    week = DAY.isocalendar()[:2]
     inside = [n for n, cam, start, *_ in sorted(SESSIONS, key=lambda s: s[2]) if cam == "cam-p"
-              and datetime.fromtimestamp(start, timezone.utc).isocalendar()[:2] == DAY.isocalendar()[:2]]
+              and datetime.fromtimestamp(start, timezone.utc).isocalendar()[:2] == week]
     assert [s["session_id"] for s in report["sessions"]] == inside
     assert len(report["timeline"]) == 7
     assert sum(row["frames"] for row in report["timeline"]) == expected(*inside)["frames"]
@@ -291,3 +292,32 @@ def test_cli_module_runs_as_a_script():
     assert result.returncode == 0
     for option in ("--camera", "--day", "--week", "--tz", ".pdf"):
         assert option in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_day_report_reads_sessions_spread_over_a_redis_cluster(tmp_path):
+    """Sessions on the three nodes of a real cluster (the sessions' hash tags pick the
+    slots): the pipelined camera look-up and each session's report cross slots fine."""
+    from moodstream.clients import redis_client
+    from moodstream.settings import CommonSettings
+    from tests.moodstream.redis_cluster import LocalRedisCluster
+
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    with LocalRedisCluster(3) as cluster:
+        client = redis_client(CommonSettings.load(redis_url=cluster.url))
+        filler = Filler(client, prefix)
+        for hour, session in enumerate(("s1", "s2", "s3")):  # one per node (test_redis_cluster)
+            filler.session("door", session, MIDNIGHT + (8 + hour) * 3600, 20, 0.3, 0.3,
+                           end=True)
+        report = build_period_report(client, RedisKeys(prefix), "door",
+                                     parse_period(day=DAY.isoformat()))
+        assert [s["session_id"] for s in report["sessions"]] == ["s1", "s2", "s3"]
+        assert report["frames_processed"] == 3 * 40
+        path = tmp_path / "door.pdf"
+        result = _report({"REDIS_URL": cluster.url, "MOODSTREAM_REDIS_PREFIX": prefix},
+                         "--camera", "door", "--day", DAY.isoformat(), "--report", str(path))
+        assert result.returncode == 0, result.stderr
+        text = "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+        assert "Frames processed 120" in text
+        client.close()
