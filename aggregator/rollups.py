@@ -13,9 +13,11 @@ A restarted writer only looks back to the previous hour: sessions that started e
 closed while no pass ran (the aggregator stopped) are left to `moodstream backfill-rollups`.
 
 Cost: one read-only script per (session, hour), looping over that hour's seconds in
-Redis (at most 3600 HMGETs) and over the session's "<t>|<track>" pairs for distinct
-people; a session whose meta `updated_at` has not moved since its last recompute is
-skipped. A session with more than MAX_TRACK_PAIRS pairs (days long, busy) counts people
+Redis (up to now for an open session: at most 3600 HMGETs) and over the session's
+"<t>|<track>" pairs for distinct people, SCRIPTS_PER_ROUND scripts a round trip; a session
+whose meta `updated_at` has not moved since its last recompute is skipped, and the hour
+just past is recomputed every PAST_HOUR_EVERY_S only (late frames), so a busy camera
+costs about one current-hour script a pass. A session with more than MAX_TRACK_PAIRS pairs (days long, busy) counts people
 as the most distinct tracks in one second of the hour instead (a lower bound).
 """
 
@@ -41,6 +43,9 @@ MAX_TRACK_PAIRS = 200_000
 MAX_FINALISE_HOURS = 24 * 31
 MAX_LOOKBACK_S = 7 * 86400  # the longest pause between passes that is caught up  # earlier hours of a longer session were done while it ran
 PRUNE_EVERY_S = HOUR_S
+PAST_HOUR_EVERY_S = 300.0  # the hour just past takes only late frames: recomputed less often
+LATE_S = 60  # an open session's seconds counted up to now + this (clock skew)
+SCRIPTS_PER_ROUND = 16
 _META = ("camera_id", "started_at", "status", "updated_at", "last_seen", "ended_at")
 
 # Read-only. KEYS: buckets, bucket_track_ids, bucket_tracks of one session. ARGV: lo, hi
@@ -95,7 +100,8 @@ class HourlyRollups:
         self.r, self.keys, self.every_s, self.clock = client, keys, every_s, clock
         self.writer = RollupWriter(client, keys, rollup_ttl_s, parts_ttl_s)
         self._read = client.register_script(SESSION_HOUR)
-        self._computed: dict[tuple[str, int], str] = {}  # (session, hour) -> its updated_at
+        # (session, hour) -> (its updated_at, when) at the last recompute
+        self._computed: dict[tuple[str, int], tuple[str, float]] = {}
         self._finalised: dict[str, str] = {}  # closed session -> updated_at when finalised
         self._last_run: float | None = None
         self._since: int | None = None  # the previous pass's window start
@@ -137,13 +143,14 @@ class HourlyRollups:
                 finished.append(session_id)
                 finalised[session_id] = stamp
                 if self._finalised.get(session_id) != stamp:  # every hour, once per change
-                    tasks += [(camera, session_id, started, hour, stamp)
+                    tasks += [(camera, session_id, started, hour, stamp, None)
                               for hour in self._session_hours(session_id, started, meta)]
-            else:
-                tasks += [(camera, session_id, started, hour, stamp) for hour in window
-                          if hour >= hour_of(started)
-                          and self._computed.get((session_id, hour)) != stamp]
-        written = self._recompute(tasks)
+            else:  # open: up to now (its future seconds are empty), the last hour seldom
+                last_t = int(now - started) + LATE_S
+                tasks += [(camera, session_id, started, hour, stamp, last_t) for hour in window
+                          if hour >= hour_of(started) and self._due(session_id, hour, stamp,
+                                                                    now, hour < window[1])]
+        written = self._recompute(tasks, now)
         finished = [s for s in finished if s in pending]
         if finished:
             self.r.zrem(self.keys.rollups_pending, *finished)
@@ -171,24 +178,34 @@ class HourlyRollups:
             ends.append(started + summary - 1)
         return hours_between(started, max(e for e in ends if e is not None))[-MAX_FINALISE_HOURS:]
 
-    def _recompute(self, tasks: list[tuple[str, str, float, int, str]]) -> int:
+    def _due(self, session_id: str, hour: int, stamp: str, now: float, past: bool) -> bool:
+        """An open session's hour needs a recompute: its data moved since the last one (and,
+        for the hour just past, that was PAST_HOUR_EVERY_S ago: only late frames land there)."""
+        done = self._computed.get((session_id, hour))
+        if done is None:
+            return True
+        return done[0] != stamp and (not past or now - done[1] >= PAST_HOUR_EVERY_S)
+
+    def _recompute(self, tasks: list[tuple], now: float) -> int:
+        """Read each (session, hour)'s part, SCRIPTS_PER_ROUND scripts a round trip (each
+        loops over up to an hour of seconds in Redis: a round stays well under a second)."""
         commands, reads = [], []  # script_call: a Redis Cluster pipeline refuses pipe.evalsha()
-        for camera, session_id, started, hour, _stamp in tasks:
+        for camera, session_id, started, hour, _stamp, last_t in tasks:
             span = seconds_in_hour(started, hour)
-            if span is None:
+            if span is None or (last_t is not None and last_t < span[0]):
                 continue
+            hi = span[1] if last_t is None else min(span[1], last_t)
             commands.append(script_call(
                 self._read, [self.keys.buckets(session_id), self.keys.bucket_track_ids(session_id),
                              self.keys.bucket_tracks(session_id)],
-                [span[0], span[1], HOUR_S + 1, MAX_TRACK_PAIRS, ",".join(PROB_FIELDS)]))
+                [span[0], hi, HOUR_S + 1, MAX_TRACK_PAIRS, ",".join(PROB_FIELDS)]))
             reads.append((camera, session_id, hour))
-        if not reads:
-            return 0
-        packed_parts = run_pipeline(self.r, commands)
+        packed_parts = [reply for i in range(0, len(commands), SCRIPTS_PER_ROUND)
+                        for reply in run_pipeline(self.r, commands[i:i + SCRIPTS_PER_ROUND])]
         parts = [PartWrite(camera, hour, session_id, parse_rollup(packed))
                  for (camera, session_id, hour), packed in zip(reads, packed_parts)]
         written = self.writer.write(parts)
-        self._computed.update({(t[1], t[3]): t[4] for t in tasks})
+        self._computed.update({(t[1], t[3]): (t[4], now) for t in tasks})
         return written
 
     def _prune(self, cameras: set[str], now: float) -> None:

@@ -282,3 +282,21 @@ def test_rollup_settings_come_from_the_aggregators_env(monkeypatch):
     monkeypatch.setenv("MOODSTREAM_AGGREGATOR_ROLLUP_EVERY_S", "0")
     with pytest.raises(SettingsError, match="rollup_every_s"):
         AggregatorSettings.load()
+
+
+def test_the_hour_just_past_takes_late_frames_every_few_minutes(make_store, redis_conn, keys,
+                                                                writer):
+    from aggregator.rollups import PAST_HOUR_EVERY_S
+
+    store, messages = make_store(), clip(800)
+    store.apply_detections(messages)
+    now = T0 + 3300  # the clip's second hour is the current one
+    writer.run(now)
+    late = detection(5000, ["happy"], fps=FPS, tracks=[99]).model_copy(
+        update={"offset_s": 100.0, "capture_ts": T0 + 100.0})  # lands in the first hour
+    store.apply_detections([late])
+    writer.run(now + 30)  # the current hour is redone; the hour past waits
+    first_hour = hour_of(T0)
+    assert rollups(redis_conn, keys)[first_hour] == pytest.approx(expected(messages)[first_hour])
+    writer.run(now + PAST_HOUR_EVERY_S + 1)
+    assert_rollups(rollups(redis_conn, keys), expected([*messages, late]))
