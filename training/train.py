@@ -111,11 +111,11 @@ class FerPlusAccuracy(keras.callbacks.Callback):
 class EpochBackup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore's per-epoch backup; restoring is restore_backup's job, before fit().
 
-    Keras' own restore also loads the optimizer state (Adam moments, EMA). Every run resumed
-    that way here trained differently from then on: epochs about 3x slower, train accuracy
-    climbing 3-4 points an epoch above validation (seen at each of 4 resumes, in two runs;
-    the cause is not identified). Resuming the weights and the epoch only, with a fresh
-    optimizer state, trains as the uninterrupted run did.
+    Keras' own restore also loads the optimizer state (Adam moments, EMA); the one resume of
+    the stage-2 run done that way ran its next epoch 3x slower (549 s against 150-200 s),
+    and the resume after it, weights and epoch only, did not (169 s). Either way, train
+    accuracy jumps 4-5 points above validation after a resume (seen at every resume, in
+    two runs) while validation keeps improving; the cause is not identified yet.
     """
 
     def on_train_begin(self, logs=None):
