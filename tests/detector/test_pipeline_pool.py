@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 from kafka import KafkaProducer
