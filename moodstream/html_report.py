@@ -40,6 +40,7 @@ PERIOD_FIELDS = (
     ("Frames processed", "frames_processed"), ("Frames with faces", "frames_with_faces"),
     ("Faces detected", "faces_detected"), ("People (tracks, per session)", "people"),
     ("Dominant emotion", "dominant_emotion"), ("Mean sentiment", "mean_sentiment"),
+    ("Sessions hidden (min_people)", "suppressed_sessions"),
 )
 SESSION_COLUMNS = (
     ("Session", "session_id"), ("Started", "started_at"), ("Ended", "ended_at"),

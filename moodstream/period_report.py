@@ -11,7 +11,9 @@ over midnight) are in the totals but not on the timeline.
 Numbers are sums over sessions: ``people`` adds each session's distinct tracks (a person
 seen in two sessions counts twice), ``mean_sentiment`` is the face-weighted mean of the
 sessions' means, and a timeline bucket's ``peak_people`` is the most distinct people seen in
-one second of it.
+one second of it. What a session report hides under the camera's ``min_people``
+(moodstream.suppression) stays hidden: a suppressed session or second adds its frames and
+faces but nothing to the sentiment and emotions, and ``suppressed_sessions`` counts them.
 """
 
 from __future__ import annotations
@@ -164,16 +166,18 @@ def _totals(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     faces = total("faces_detected")
     emotions = {e: round(sum((rep.get("emotion_totals") or {}).get(e, 0.0) for rep in reports), 4)
                 for e in EMOTIONS}
-    weighted = sum((rep.get("mean_sentiment") or 0.0) * int(rep.get("faces_detected") or 0)
-                   for rep in reports)
+    rated = [rep for rep in reports if rep.get("mean_sentiment") is not None]
+    rated_faces = sum(int(rep.get("faces_detected") or 0) for rep in rated)
+    weighted = sum(rep["mean_sentiment"] * int(rep.get("faces_detected") or 0) for rep in rated)
     return {
         "session_count": len(reports),
         "frames_processed": total("frames_processed"), "skipped_frames": total("skipped_frames"),
         "frames_with_faces": total("frames_with_faces"), "faces_detected": faces,
         "people": total("people"), "excluded_faces": total("excluded_faces"),
         "emotion_totals": emotions,
-        "dominant_emotion": max(emotions, key=emotions.get) if faces else None,
-        "mean_sentiment": round(weighted / faces, 4) if faces else None,
+        "dominant_emotion": max(emotions, key=emotions.get) if any(emotions.values()) else None,
+        "mean_sentiment": round(weighted / rated_faces, 4) if rated_faces else None,
+        "suppressed_sessions": sum(1 for rep in reports if rep.get("suppressed")),
         "alerts": [alert for rep in reports for alert in rep.get("alerts") or []],
     }
 
@@ -189,7 +193,7 @@ def _timeline(reports: Sequence[tuple[Mapping[str, Any], float]],
     """Per bucket: frames, faces, peak people, face-weighted sentiment and emotion means."""
     starts = period.bucket_starts()
     end = period.end.timestamp()
-    sums = [dict(frames=0, faces=0, peak=0, sentiment=0.0, **{e: 0.0 for e in EMOTIONS})
+    sums = [dict(frames=0, faces=0, rated=0, peak=0, sentiment=0.0, **{e: 0.0 for e in EMOTIONS})
             for _ in starts]
     for report, started in reports:
         for row in report.get("timeline") or []:
@@ -201,22 +205,24 @@ def _timeline(reports: Sequence[tuple[Mapping[str, Any], float]],
             acc["frames"] += int(row.get("frames") or 0)
             acc["faces"] += faces
             acc["peak"] = max(acc["peak"], int(row.get("people") or 0))
-            if faces:  # per-second means times faces give back that second's sums
-                acc["sentiment"] += (row.get("sentiment") or 0.0) * faces
+            if faces and row.get("sentiment") is not None:  # None: no face, or suppressed
+                # Per-second means times faces give back that second's sums.
+                acc["rated"] += faces
+                acc["sentiment"] += row["sentiment"] * faces
                 for e in EMOTIONS:
-                    acc[e] += row["emotions"].get(e, 0.0) * faces
+                    acc[e] += (row["emotions"].get(e) or 0.0) * faces
     return [_bucket(start, acc, period.tz) for start, acc in zip(starts, sums)]
 
 
 def _bucket(start: float, acc: Mapping[str, float], tz: ZoneInfo) -> dict[str, Any]:
-    faces = acc["faces"]
+    faces, rated = acc["faces"], acc["rated"]
     return {
         # Local wall time without offset: charts and spreadsheets read it as is; the
         # report's "timezone" says which zone.
         "start": datetime.fromtimestamp(start, tz).replace(tzinfo=None).isoformat(),
         "frames": acc["frames"], "faces": faces, "peak_people": acc["peak"],
-        "sentiment": round(acc["sentiment"] / faces, 4) if faces else None,
-        "emotions": {e: round(acc[e] / faces, 4) if faces else 0.0 for e in EMOTIONS},
+        "sentiment": round(acc["sentiment"] / rated, 4) if rated else None,
+        "emotions": {e: round(acc[e] / rated, 4) if rated else 0.0 for e in EMOTIONS},
     }
 
 

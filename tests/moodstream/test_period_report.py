@@ -20,7 +20,7 @@ import redis
 from moodstream.emotions import DEFAULT_VALENCE, EMOTIONS
 from moodstream.embedded import free_port
 from moodstream.period_report import (ReportError, UnknownCamera, build_period_report,
-                                      parse_period)
+                                      parse_period, render_period)
 from moodstream.redis_keys import RedisKeys
 from tests.dashboard.redis_fill import FPS, Filler, face_probs
 from tests.moodstream.test_cli_errors import assert_one_clear_line, run_cli
@@ -320,4 +320,36 @@ def test_day_report_reads_sessions_spread_over_a_redis_cluster(tmp_path):
         assert result.returncode == 0, result.stderr
         text = "\n".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
         assert "Frames processed 120" in text
+        client.close()
+
+
+def test_what_min_people_hides_in_a_session_stays_hidden_in_its_day(redis_server):
+    """One session saw 2 people under a camera minimum of 3 (its sentiment is suppressed),
+    the other 3: the day counts both sessions' frames but only the second one's moods."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, db=12,
+                         decode_responses=True)
+    keys = RedisKeys(prefix)
+    try:
+        filler = Filler(client, prefix)
+        filler.session("cam-m", "pm-few", MIDNIGHT + 8 * 3600, 30, -0.8, -0.8, people=2)
+        filler.session("cam-m", "pm-ok", MIDNIGHT + 9 * 3600, 30, 0.6, 0.6, people=3)
+        for session in ("pm-few", "pm-ok"):
+            client.hset(keys.meta(session), "min_people", 3)  # as the aggregator records it
+        report = build_period_report(client, keys, "cam-m", parse_period(day=DAY.isoformat()))
+        truth = ground_truth(30, 3, 0.6)
+        assert report["frames_processed"] == 120 and report["suppressed_sessions"] == 1
+        assert report["faces_detected"] == ground_truth(30, 2, -0.8)["faces"] + truth["faces"]
+        assert report["mean_sentiment"] == pytest.approx(
+            truth["sentiment_sum"] / truth["faces"], abs=1e-3)
+        hours = {row["start"][11:13]: row for row in report["timeline"]}
+        assert hours["08"]["frames"] == 60 and hours["08"]["faces"] > 0
+        assert hours["08"]["sentiment"] is None  # suppressed seconds add no mood
+        assert hours["09"]["sentiment"] == pytest.approx(report["mean_sentiment"], abs=1e-3)
+        page = render_period(report, "pdf")
+        assert "Sessions hidden (min_people) 1" in "\n".join(
+            p.extract_text() for p in pypdf.PdfReader(io.BytesIO(page)).pages)
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
         client.close()
