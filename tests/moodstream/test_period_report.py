@@ -285,7 +285,7 @@ def test_cli_says_when_redis_is_unreachable(tmp_path):
     assert not (tmp_path / "r.pdf").exists()
 
 
-def test_cli_module_runs_as_a_script():
+def test_report_help_names_the_camera_options():
     """`python -m moodstream report --help` documents the camera options for cron users."""
     result = subprocess.run([sys.executable, "-m", "moodstream", "report", "--help"],
                             capture_output=True, text=True, timeout=120)
