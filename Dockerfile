@@ -4,6 +4,9 @@ FROM python:3.11-slim
 # the detector then serves the model card's ONNX artefact. No TensorFlow in any image.
 ARG GPU=""
 ENV PYTHONUNBUFFERED=1
+# The image runs as nobody with no writable home: matplotlib (PDF charts) keeps its font
+# cache here instead of rebuilding it in every process.
+ENV MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 ffmpeg \
     && rm -rf /var/lib/apt/lists/*

@@ -15,6 +15,7 @@ from dash import Dash, Input, Output, html
 from dash.exceptions import PreventUpdate
 
 from dashboard.data import DashboardData
+from moodstream.clients import REDIS_ERRORS
 from moodstream.supervision import describe_exit
 
 _OK, _BAD = "#1a7f37", "#c62828"
@@ -79,6 +80,6 @@ def register(app: Dash, data: DashboardData) -> None:
         try:
             # The shared reader: one HGETALL per refresh interval, whatever the viewers.
             workers = data.shared("workers", lambda: read_workers(data.client, data.keys.workers))
-        except redis.RedisError:
+        except REDIS_ERRORS:
             raise PreventUpdate from None  # the header already says "Redis unreachable"
         return workers_line(workers)

@@ -228,8 +228,7 @@ def _settings_for_running_system(settings: CommonSettings) -> CommonSettings:
 def cmd_report(args, settings: CommonSettings) -> int:
     """One session's report, or (--camera with --day/--week) a camera's period report.
     Every input is checked before Redis is asked, so cron gets one line for a typo."""
-    import redis
-    from moodstream.clients import redis_client
+    from moodstream.clients import REDIS_ERRORS, redis_client
     period = _report_period(args)
     fmt = format_for(args.report, args.format)
     check_report_path(args.report)
@@ -243,7 +242,7 @@ def cmd_report(args, settings: CommonSettings) -> int:
         from moodstream.period_report import build_period_report, render_period
         report = build_period_report(r, keys, args.camera, period)
         path = _write(report, Path(args.report), fmt, render_period)
-    except redis.RedisError as exc:  # lost after the first ping
+    except REDIS_ERRORS as exc:  # lost after the first ping
         raise ServiceUnavailable(f"Redis failed while reading the report: {exc}") from None
     print(f"{_summary_line(path, report)} ({report['session_count']} sessions of "
           f"{report['camera_id']} in {report['label']})")
@@ -366,10 +365,11 @@ COMMANDS = {"demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "ses
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(os.environ.get("MOODSTREAM_LOG_LEVEL", "INFO"), "moodstream")
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        return COMMANDS[args.command](args, CommonSettings.load())
+        settings = CommonSettings.load()  # read once; the log level is one of them
+        setup_logging(settings.log_level, "moodstream")
+        return COMMANDS[args.command](args, settings)
     except (UserError, SettingsError, ReportError, SessionNotFound) as exc:
         print(f"moodstream: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -273,6 +273,17 @@ def redis_client(settings: CommonSettings, **overrides) -> redis.Redis | RedisCl
     return client
 
 
+def redis_from_url(url: str, **config) -> redis.Redis | RedisCluster:
+    """A client for a REDIS_URL, plain or ``redis+cluster://``, without retries: for
+    callers (worker health) that must never wait on Redis. A cluster connects as it is
+    made, so this may raise REDIS_ERRORS; a malformed URL raises ValueError."""
+    cluster = cluster_url(url)
+    if cluster is None:
+        return redis.Redis.from_url(url, decode_responses=True, **config)
+    first, more = cluster
+    return RedisCluster(url=first, startup_nodes=more, decode_responses=True, **config)
+
+
 def script_call(script: Script, keys: list, args: list) -> Callable:
     """A run_pipeline command that runs `script` as a raw EVALSHA: redis-py blocks
     pipe.evalsha() on a cluster pipeline, and its plain pipeline would ask SCRIPT EXISTS

@@ -17,10 +17,10 @@ import signal
 import time
 from collections import deque
 
-import redis
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from moodstream.clients import REDIS_ERRORS, redis_from_url
 from moodstream.redis_keys import RedisKeys
 from moodstream.settings import CommonSettings
 
@@ -98,13 +98,18 @@ class HealthBoard:
     def __init__(self, redis_url: str, prefix: str):
         self.key = RedisKeys(prefix).workers
         # Short timeouts and no retries: supervision must go on while Redis restarts.
-        self.client = redis.Redis.from_url(redis_url, decode_responses=True,
-                                           socket_connect_timeout=1, socket_timeout=1)
+        try:
+            self.client = redis_from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+        except (*REDIS_ERRORS, ValueError) as exc:
+            log.warning("worker health will not be recorded in Redis (%s)", type(exc).__name__)
+            self.client = None
         self._last_write = 0.0
         self._last_records: list[dict] | None = None
         self._failing = False
 
     def publish(self, records: list[dict], force: bool = False) -> None:
+        if self.client is None:
+            return
         now = time.monotonic()
         changed = [_stable(r) for r in records] != [_stable(r) for r in self._last_records or []]
         if not (force or changed or now - self._last_write >= HEALTH_EVERY_S):
@@ -115,7 +120,7 @@ class HealthBoard:
             pipe.hset(self.key, mapping={r["name"]: json.dumps(r) for r in records})
             pipe.expire(self.key, HEALTH_TTL_S)
             pipe.execute()
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             if not self._failing:
                 log.warning("cannot record worker health in Redis (%s); will retry",
                             type(exc).__name__)
@@ -124,9 +129,11 @@ class HealthBoard:
         self._failing, self._last_write, self._last_records = False, now, records
 
     def clear(self) -> None:
+        if self.client is None:
+            return
         try:
             self.client.delete(self.key)
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass  # the TTL removes it anyway
         self.client.close()
 
