@@ -63,6 +63,22 @@ def test_session_pdf_is_a_real_pdf_with_the_numbers_as_text_and_the_charts_as_im
     assert pdf.metadata.title == "moodstream session cam-a-20261130T090000-ab12"
 
 
+def test_every_page_of_the_pdf_renders_with_a_real_pdf_renderer():
+    """PDFium (the renderer in Chromium; pdftoppm needs Debian's poppler, which a fresh
+    machine without root lacks) draws every page: ink on paper, and the charts in colour."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(report_pdf(_session_report()))
+    assert len(document) == 3
+    for page in document:
+        image = page.render(scale=1).to_pil().convert("RGB")
+        assert abs(image.size[0] - 595) <= 1 and abs(image.size[1] - 842) <= 1  # A4, 72 dpi
+        assert image.getextrema() != ((255, 255), (255, 255), (255, 255)), "a blank page"
+    charts = document[len(document) - 1].render(scale=2).to_pil().convert("HSV")
+    saturated = sum(count for count, (_h, sat, _v) in charts.getcolors(maxcolors=1 << 22) if sat > 120)
+    assert saturated > 1000, "the chart page rendered without coloured charts"
+
+
 def test_period_pdf_lists_the_sessions_and_says_when_there_are_none():
     report = {"camera_id": "cam-b", "period": "day", "label": "2026-11-30", "timezone": "UTC",
               "start": "2026-11-30T00:00:00+00:00", "end": "2026-12-01T00:00:00+00:00",
