@@ -17,6 +17,7 @@ BENCHMARKS = {
     "latency": "benchmarks.latency_bench",        # capture -> visible in Redis, demo load
     "e2e": "benchmarks.e2e_bench",                # analyze vs fer's whole process; live capacity
     "soak": "benchmarks.soak",                    # 30 min demo load: RSS, lag, Redis memory
+    "dashboard": "benchmarks.dashboard_bench",    # p95 callback time per page, Redis per refresh
 }
 
 
