@@ -8,11 +8,14 @@ becomes part of a key.
 One shared, cached reader per refresh interval: with cache_s > 0 (the dashboard passes its
 refresh period), live() and shared() answer every viewer's callbacks of one interval tick
 (floor(clock / cache_s)) from one set of Redis reads; concurrent callers of the same tick
-wait for the one read instead of issuing their own. A failed read is not cached.
+wait for the one read instead of issuing their own. A failed read is not cached. Pages
+that read per query (a sessions page, one session's report) name their read after the query;
+the cache keeps at most SHARED_NAMES names, dropping those of past ticks first.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
@@ -68,6 +71,11 @@ return table.concat(out, ',')
 _SESSION_META_FIELDS = ("camera_id", "status", "started_at", "ended_at", "last_seen", "source",
                         "min_people")
 _TOTAL_FIELDS = ("frames", "faces", "sentiment_sum")
+# Shared reads kept at once (per-query names: sessions pages, session reports); past ticks'
+# entries are dropped first, so viewers of this tick keep theirs.
+SHARED_NAMES = 256
+# Closed sessions' reports kept for good: their data no longer changes.
+CLOSED_REPORTS = 64
 
 
 class DataUnavailable(RuntimeError):
@@ -119,6 +127,12 @@ class SessionFilter:
     end_ts: float | None = None  # started_at < end_ts
     min_sentiment: float | None = None
     max_sentiment: float | None = None
+
+    @property
+    def drops_rows(self) -> bool:
+        """True when rows read from the (start-time) index may fail this filter."""
+        return bool(self.camera_id) or self.min_sentiment is not None or \
+            self.max_sentiment is not None
 
     def accepts(self, row: SessionRow) -> bool:
         if self.camera_id and row.camera_id != self.camera_id:
@@ -191,6 +205,7 @@ class DashboardData:
         self._cache: dict[str, tuple[int, Any]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._closed_reports: collections.OrderedDict[str, dict] = collections.OrderedDict()
 
     def shared(self, name: str, read: Callable[[], Any]) -> Any:
         """read()'s answer for this refresh interval, read once whatever the number of
@@ -205,8 +220,17 @@ class DashboardData:
             if cached is not None and cached[0] == tick:
                 return cached[1]
             value = read()
-            self._cache[name] = (tick, value)
+            self._remember(name, tick, value)
             return value
+
+    def _remember(self, name: str, tick: int, value: Any) -> None:
+        with self._guard:
+            self._cache[name] = (tick, value)
+            if len(self._cache) > SHARED_NAMES:
+                stale = [n for n, (t, _v) in self._cache.items() if t != tick]
+                for old in (stale or list(self._cache))[:len(self._cache) - SHARED_NAMES]:
+                    self._cache.pop(old, None)
+                    self._locks.pop(old, None)
 
     def live(self) -> LiveSnapshot:
         """Cameras, open alerts, an hour of per-second series and active sessions."""
@@ -283,16 +307,43 @@ class DashboardData:
         return {f"{camera} · {sessions[camera]}": [(x, y) for x, y, _f in points]
                 for camera, points in self.series(cameras, window_s).items()}
 
+    def shared_camera_ids(self) -> list[str]:
+        """camera_ids() read once per tick for every viewer (the sessions page's menu)."""
+        return self.shared("camera-ids", self.camera_ids)
+
     @_guarded
-    def sessions(self, flt: SessionFilter = SessionFilter(), limit: int = 500) -> list[SessionRow]:
-        """Sessions newest first, filtered by camera, start date and mean sentiment."""
+    def sessions(self, flt: SessionFilter = SessionFilter(), limit: int = 500,
+                 offset: int = 0, scan: int | None = None) -> list[SessionRow]:
+        """Sessions newest first, filtered by camera, start date and mean sentiment: the
+        limit rows after the first offset that pass. Without a camera or sentiment filter
+        only those rows are read (a range of the sessions ZSET); with one, the index is read
+        in chunks until the page is full, at most scan ids (4 x (offset + limit) by default)."""
+        if not flt.drops_rows:
+            return self._session_rows(self._session_ids(flt, offset, limit))
+        wanted, scan = offset + limit, scan or 4 * (offset + limit)
+        chunk, rows, start = max(limit, 100), [], 0
+        while len(rows) < wanted and start < scan:
+            ids = self._session_ids(flt, start, min(chunk, scan - start))
+            rows += [row for row in self._session_rows(ids) if flt.accepts(row)]
+            start += chunk
+            if len(ids) < chunk:
+                break
+        return rows[offset:wanted]
+
+    def sessions_page(self, flt: SessionFilter, page: int, size: int,
+                      scan: int) -> tuple[list[SessionRow], bool]:
+        """Page `page` (0 = newest) of size rows and whether another follows, read once per
+        tick and query for every viewer."""
+        def read() -> tuple[list[SessionRow], bool]:
+            rows = self.sessions(flt, size + 1, page * size, scan)
+            return rows[:size], len(rows) > size
+        return self.shared(f"sessions:{flt!r}:{page}:{size}", read)
+
+    def _session_ids(self, flt: SessionFilter, start: int, num: int) -> list[str]:
         low = "-inf" if flt.start_ts is None else flt.start_ts
         high = "+inf" if flt.end_ts is None else f"({flt.end_ts}"  # "(" = exclusive
-        # Read a few times the limit so filters that drop rows still fill the page.
-        ids = [s for s in self.client.zrevrangebyscore(self.keys.sessions, high, low,
-                                                       start=0, num=limit * 4) if valid_id(s)]
-        rows = [row for row in self._session_rows(ids) if flt.accepts(row)]
-        return rows[:limit]
+        return [s for s in self.client.zrevrangebyscore(self.keys.sessions, high, low,
+                                                        start=start, num=num) if valid_id(s)]
 
     @_guarded
     def active_sessions(self, limit: int = 50) -> list[SessionRow]:
@@ -351,6 +402,23 @@ class DashboardData:
     def report(self, session_id: str) -> dict[str, Any]:
         """The full session report; raises ReportError / SessionNotFound for bad ids."""
         return build_report(self.client, self.keys, session_id)
+
+    def shared_report(self, session_id: str) -> dict[str, Any]:
+        """report(), read once per tick for every viewer of the session, and kept for good
+        (the CLOSED_REPORTS most recent) once the session is closed: its data no longer
+        changes. Callers must not modify it."""
+        with self._guard:
+            closed = self._closed_reports.get(session_id)
+            if closed is not None:
+                self._closed_reports.move_to_end(session_id)
+                return closed
+        report = self.shared(f"report:{session_id}", lambda: self.report(session_id))
+        if report.get("status") == "closed":
+            with self._guard:
+                self._closed_reports[session_id] = report
+                while len(self._closed_reports) > CLOSED_REPORTS:
+                    self._closed_reports.popitem(last=False)
+        return report
 
 
 def _camera_live(camera_id: str, raw: dict[str, str]) -> CameraLive:

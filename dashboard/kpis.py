@@ -90,12 +90,22 @@ def kpis(cameras: Sequence[CameraLive], alerts: Mapping[str, Any],
                 open_alerts=len(alerts), live_cameras=len(live), cameras=len(cameras))
 
 
+def by_relevance(cameras: Sequence[CameraLive], alerts: Mapping[str, Any],
+                 now: float) -> list[CameraLive]:
+    """Alerting cameras first, then live ones, then the rest, each in the reader's order
+    (most recently seen first): the order of the overview's grid."""
+    return sorted(cameras, key=lambda cam: (not (cam.camera_id in alerts or cam.alert),
+                                            not is_live(cam, now)))
+
+
 def camera_cards(cameras: Sequence[CameraLive], alerts: Mapping[str, Any],
-                 series: Mapping[str, Sequence[Point]], now: float) -> list[CameraCard]:
-    """One card per camera: live ones first (in the reader's order, most recent first)."""
+                 series: Mapping[str, Sequence[Point]], now: float,
+                 limit: int | None = None) -> list[CameraCard]:
+    """One card per camera, the `limit` most relevant (by_relevance) when given: live ones
+    first (in the reader's order, most recent first)."""
     since = utc(now - SPARK_WINDOW_S)
     cards = []
-    for cam in cameras:
+    for cam in by_relevance(cameras, alerts, now)[:limit]:
         points = series.get(cam.camera_id, [])
         live = is_live(cam, now)
         index = sentiment_index(window_mean([points], now, INDEX_WINDOW_S)) if live else None
@@ -108,7 +118,7 @@ def camera_cards(cameras: Sequence[CameraLive], alerts: Mapping[str, Any],
             dominant=cam.dominant if live else None, people=cam.people if live else 0,
             alert=cam.camera_id in alerts or cam.alert, purpose=cam.purpose, notice=cam.notice,
             last_seen=cam.last_seen, spark=[(x, y) for x, y, _f in points if x >= since]))
-    return sorted(cards, key=lambda card: not card.live)
+    return cards
 
 
 def trend_window(series: Mapping[str, Sequence[Point]], cameras: Sequence[CameraLive],

@@ -37,8 +37,11 @@ _MANY_BARS = 200
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
-def figure_png(fig: go.Figure, width_in: float = 7.0, height_in: float = 2.8) -> bytes:
-    """The figure as a PNG of width_in x height_in inches at DPI dots per inch."""
+def figure_png(fig: go.Figure | dict, width_in: float = 7.0, height_in: float = 2.8) -> bytes:
+    """The figure (a go.Figure, or a builder's plain plotly dict) as a PNG of width_in x
+    height_in inches at DPI dots per inch."""
+    if isinstance(fig, dict):
+        fig = go.Figure(fig)
     canvas = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
     ax = canvas.add_subplot()
     layout = fig.layout

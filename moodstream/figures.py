@@ -70,25 +70,37 @@ def empty_figure(message: str, title: str = "", theme: str = "light") -> go.Figu
     return _base_layout(fig, title, theme=theme)
 
 
-def sparkline(points: Sequence[tuple[Any, float | None]], theme: str = "light") -> go.Figure:
+def iso_times(values) -> list[str]:
+    """Times as ISO strings to the second, converted in one numpy call: a date axis reads
+    them as they are, where datetime arrays are encoded to JSON one value at a time."""
+    return np.datetime_as_string(_times(values), unit="s").tolist()
+
+
+def sparkline(points: Sequence[tuple[Any, float | None]], theme: str = "light") -> dict:
     """A camera card's small sentiment line (x, sentiment in [-1, 1]): no axes, no legend,
-    a faint zero line; seconds without faces are gaps. Empty -> a blank that says so."""
+    a faint zero line; seconds without faces are gaps. Empty -> a blank that says so.
+
+    A plain plotly dict, not a go.Figure (whose validation and template copy cost ~50 ms a
+    chart; the overview draws dozens a refresh), without the theme's template: nothing of
+    it shows on a chart without axes.
+    """
+    layout = {"margin": dict(l=2, r=2, t=2, b=2), "height": 70, "showlegend": False,
+              "uirevision": "spark", "paper_bgcolor": "rgba(0,0,0,0)",
+              "plot_bgcolor": "rgba(0,0,0,0)", "xaxis": {"visible": False},
+              "yaxis": {"visible": False, "range": SENTIMENT_RANGE}}
     if not any(y is not None for _x, y in points):
-        fig = empty_figure("no faces in the last 15 min", theme=theme)
-        fig.update_annotations(font_size=11)
-    else:
-        fig = go.Figure(go.Scatter(x=_times([p[0] for p in points]),
-                                   y=_floats([p[1] for p in points]), mode="lines",
-                                   connectgaps=False, name="sentiment",
-                                   line=dict(width=1.5, color=OKABE_ITO["blue"] if theme == "light"
-                                             else OKABE_ITO["sky_blue"]),
-                                   hovertemplate="%{x|%H:%M:%S} %{y:+.2f}<extra></extra>"))
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False, range=SENTIMENT_RANGE)
-        fig.add_hline(y=0, line_width=1, line_dash="dot", line_color="#888")
-        fig = _base_layout(fig, "", revision="spark", theme=theme)
-    fig.update_layout(margin=dict(l=2, r=2, t=2, b=2), height=70, showlegend=False)
-    return fig
+        layout["annotations"] = [{"text": "no faces in the last 15 min", "showarrow": False,
+                                  "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
+                                  "font": {"size": 11, "color": "#888"}}]
+        return {"data": [], "layout": layout}
+    layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
+                         "y0": 0, "y1": 0, "line": {"width": 1, "dash": "dot", "color": "#888"}}]
+    colour = OKABE_ITO["blue"] if theme == "light" else OKABE_ITO["sky_blue"]
+    line = {"type": "scatter", "x": iso_times([p[0] for p in points]),
+            "y": _floats([p[1] for p in points]), "mode": "lines", "connectgaps": False,
+            "name": "sentiment", "line": {"width": 1.5, "color": colour},
+            "hovertemplate": "%{x|%H:%M:%S} %{y:+.2f}<extra></extra>"}
+    return {"data": [line], "layout": layout}
 
 
 def sentiment_trend(series: Mapping[str, Sequence[tuple[Any, float | None]]],

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import plotly.io as pio
 
-from moodstream.figures import _MARGIN, OKABE_ITO, SENTIMENT_RANGE, _floats, _template, _times
+from moodstream.figures import _MARGIN, OKABE_ITO, SENTIMENT_RANGE, _floats, _template, iso_times
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Line colours in Okabe-Ito order (yellow left out: too pale on white).
@@ -66,7 +66,7 @@ def history_trend(hours: Sequence[Any], series: Mapping[str, tuple[Sequence, Seq
     if not len(hours) or not any(np.isfinite(s).any() or np.nansum(p) > 0
                                  for s, p in columns.values()):
         return empty(EMPTY, title, theme)
-    x, data = _times(hours), []
+    x, data = iso_times(hours), []  # strings: encoded at once, not one by one
     for i, (label, (sentiments, people)) in enumerate(columns.items()):
         color = LINE_COLORS[i % len(LINE_COLORS)]
         data.append({"type": "scatter", "x": x, "y": sentiments, "name": label,

@@ -1,10 +1,13 @@
 """/ : the live overview. KPI tiles (customer-sentiment index and its change against the last
 hour, people in view, faces per minute, open alerts), a grid of camera cards (15-minute
-sparkline, dominant emotion, people, alert state, purpose and notice), then the trend lines,
-the emotion mix and the active sessions. Clear loading, empty and "Redis unreachable" states.
+sparkline, dominant emotion, people, alert state, purpose and notice; the GRID_LIMIT most
+relevant unless "show all" is ticked), then the trend lines and emotion mix of the cameras
+shown, the camera details and the active sessions. Clear loading, empty and "Redis
+unreachable" states.
 
 Numbers come from dashboard.kpis (pure) over DashboardData.live(), the reader shared by every
-viewer for one refresh interval.
+viewer for one refresh interval; the page itself is built once per tick, theme, trend window
+and grid size, and served to every viewer of that tick.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from dash import Dash, Input, Output, dcc, html, no_update
 from dashboard import kpis as K
 from dashboard import layout as ui
 from dashboard.callbacks import theme_of
-from dashboard.data import DashboardData, DataUnavailable
+from dashboard.data import DashboardData, DataUnavailable, LiveSnapshot
 from dashboard.pages import GRAPH_CONFIG
 from moodstream import figures
 
 TREND_WINDOWS = ((60, "1 min"), (300, "5 min"), (900, "15 min"))
+GRID_LIMIT = 24  # cards drawn unless "show all": a sparkline each
 _SPARK_CONFIG = {"displayModeBar": False, "responsive": True}
 
 
@@ -29,7 +33,10 @@ def layout(**_kwargs) -> html.Div:
         html.Div(id="overview-state", className="state-banner",
                  children=dbc.Alert("Loading live data…", color="secondary", className="py-2")),
         dbc.Row(id="kpi-tiles", className="g-3", children=kpi_tiles(None)),
-        html.H5("Cameras", className="mt-4 mb-2"),
+        html.Div(className="d-flex gap-3 align-items-baseline mt-4 mb-2", children=[
+            html.H5("Cameras", className="mb-0"), html.Span(id="camera-grid-count"),
+            dcc.Checklist(id="camera-grid-all", options=[{"label": " show all", "value": "all"}],
+                          value=[], inline=True)]),
         dbc.Row(id="camera-grid", className="g-3"),
         dbc.Card(className="mt-4", body=True, children=[
             html.Div([html.Label("Trend window: ", className="me-2"),
@@ -121,27 +128,39 @@ def camera_card(card: K.CameraCard, theme: str, now: float) -> dbc.Col:
 
 def register(app: Dash, data: DashboardData, _settings) -> None:
     @app.callback(Output("overview-state", "children"), Output("kpi-tiles", "children"),
+                  Output("camera-grid-count", "children"),
                   Output("camera-grid", "children"), Output("trend-graph", "figure"),
                   Output("mix-graph", "figure"), Output("active-sessions", "children"),
                   Output("cameras-table", "children"),
                   Input("tick", "n_intervals"), Input("trend-window", "value"),
-                  Input("theme-switch", "value"))
-    def overview(_n, window_s, dark):
-        theme, window_s = theme_of(dark), int(window_s or 300)
+                  Input("theme-switch", "value"), Input("camera-grid-all", "value"))
+    def overview(_n, window_s, dark, show_all):
+        theme, show_all = theme_of(dark), bool(show_all)
+        window_s = window_s if window_s in dict(TREND_WINDOWS) else 300  # bounds the cache
         try:
-            snap = data.live()
+            return data.shared(f"overview:{theme}:{window_s}:{show_all}",
+                               lambda: _render(data.live(), theme, window_s, show_all))
         except DataUnavailable:
             return (dbc.Alert("Redis unreachable: showing the last values read.", color="danger",
                               id="overview-unreachable", className="py-2"),
-                    *[no_update] * 6)
-        state = None if snap.cameras else dbc.Alert(
-            "No camera has reported yet: cards appear with a camera's first frame.",
-            color="info", id="no-cameras", className="py-2")
-        cards = K.camera_cards(snap.cameras, snap.alerts, snap.series, snap.now)
-        mix = {c.camera_id: c.probs for c in snap.cameras if K.is_live(c, snap.now)}
-        trend = K.trend_window(snap.series, snap.cameras, snap.now, window_s)
-        return (state, kpi_tiles(K.kpis(snap.cameras, snap.alerts, snap.series, snap.now)),
-                [camera_card(card, theme, snap.now) for card in cards],
-                figures.sentiment_trend(trend, f"Sentiment, last {window_s // 60} min", theme),
-                figures.emotion_mix(mix, theme=theme), ui.sessions_table(snap.active, "active"),
-                ui.cameras_table(snap.cameras, snap.alerts, snap.now))
+                    *[no_update] * 7)
+
+
+def _render(snap: LiveSnapshot, theme: str, window_s: int, show_all: bool) -> tuple:
+    """The page's outputs for one snapshot (shared by every viewer: not to be modified)."""
+    state = None if snap.cameras else dbc.Alert(
+        "No camera has reported yet: cards appear with a camera's first frame.",
+        color="info", id="no-cameras", className="py-2")
+    cards = K.camera_cards(snap.cameras, snap.alerts, snap.series, snap.now,
+                           None if show_all else GRID_LIMIT)
+    shown = {card.camera_id for card in cards}
+    count = f"{len(cards)} of {len(snap.cameras)}" if len(cards) < len(snap.cameras) else ""
+    mix = {c.camera_id: c.probs for c in snap.cameras
+           if c.camera_id in shown and K.is_live(c, snap.now)}
+    series = {camera: points for camera, points in snap.series.items() if camera in shown}
+    trend = K.trend_window(series, snap.cameras, snap.now, window_s)
+    return (state, kpi_tiles(K.kpis(snap.cameras, snap.alerts, snap.series, snap.now)), count,
+            [camera_card(card, theme, snap.now) for card in cards],
+            figures.sentiment_trend(trend, f"Sentiment, last {window_s // 60} min", theme),
+            figures.emotion_mix(mix, theme=theme), ui.sessions_table(snap.active, "active"),
+            ui.cameras_table(snap.cameras, snap.alerts, snap.now))

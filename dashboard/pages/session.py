@@ -49,6 +49,16 @@ def _blank(title: str, message: str) -> tuple:
     return (title, message, *[figures.empty_figure("no data")] * 3, "", None)
 
 
+def _view(data: DashboardData, session_id: str) -> tuple:
+    """The page's outputs for one session (callers must not modify them: they are shared)."""
+    report = data.shared_report(session_id)
+    charts = figures.session_figures(report)
+    return (f"Session {session_id} · camera {report.get('camera_id')}",
+            ui.session_summary(report), charts["sentiment"], charts["emotions"],
+            charts["people"], ui.session_alerts(report.get("alerts") or []),
+            {"id": session_id, "status": report.get("status")})
+
+
 def register(app: Dash, data: DashboardData, _settings) -> None:
     @app.callback(Output("session-title", "children"), Output("session-summary", "children"),
                   Output("session-sentiment", "figure"), Output("session-emotions", "figure"),
@@ -65,16 +75,13 @@ def register(app: Dash, data: DashboardData, _settings) -> None:
         if rendered == {"id": session_id, "status": "closed"} and ctx.triggered_id == "tick":
             raise PreventUpdate  # a closed session no longer changes
         try:
-            report = data.report(session_id)
+            # Built once per tick for every viewer of this session (a closed one's report
+            # is kept: DashboardData.shared_report).
+            return data.shared(f"session-view:{session_id}", lambda: _view(data, session_id))
         except SessionNotFound:
             return _blank(f"Session {session_id}", "No such session in Redis.")
         except DataUnavailable:
             raise PreventUpdate from None
-        charts = figures.session_figures(report)
-        return (f"Session {session_id} · camera {report.get('camera_id')}",
-                ui.session_summary(report), charts["sentiment"], charts["emotions"],
-                charts["people"], ui.session_alerts(report.get("alerts") or []),
-                {"id": session_id, "status": report.get("status")})
 
     @app.callback(Output("download", "data"),
                   [Input(button, "n_clicks") for button in DOWNLOADS],

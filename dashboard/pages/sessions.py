@@ -1,14 +1,22 @@
-"""/sessions: every session, newest first, filtered by camera, start date and mean sentiment."""
+"""/sessions: every session, newest first, filtered by camera, start date and mean sentiment,
+PAGE_SIZE rows a page. Only the page shown is read (DashboardData.sessions_page: a range of
+the sessions index), once per tick and query for every viewer."""
 
 from __future__ import annotations
 
 import dash
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import layout as ui
 from dashboard.callbacks import session_filter
 from dashboard.data import DashboardData, DataUnavailable
+
+PAGE_SIZE = 50
+_FILTERS = (Input("filter-camera", "value"), Input("filter-dates", "start_date"),
+            Input("filter-dates", "end_date"), Input("filter-min", "value"),
+            Input("filter-max", "value"))
+_PAGER_BUTTON = "btn btn-outline-secondary btn-sm"
 
 
 def _filter(label: str, control, width: str = "12em") -> html.Div:
@@ -31,7 +39,13 @@ def layout(**_kwargs) -> html.Div:
                 id="filter-max", type="number", min=-1, max=1, step="any",
                 placeholder="-1 … 1", debounce=True)),
         ]),
+        dcc.Store(id="sessions-page-no", data=0),
         html.Div(id="sessions-table"),
+        html.Div(className="pager d-flex gap-2 align-items-center my-3", children=[
+            html.Button("← Newer", id="sessions-prev", className=_PAGER_BUTTON, disabled=True),
+            html.Span(id="sessions-page-label"),
+            html.Button("Older →", id="sessions-next", className=_PAGER_BUTTON, disabled=True),
+        ]),
     ])
 
 
@@ -40,19 +54,35 @@ dash.register_page(__name__, layout=layout, path="/sessions", name="Sessions",
 
 
 def register(app: Dash, data: DashboardData, settings) -> None:
+    # session_list_limit bounds how deep the pages go, and a filter's scan of the index.
     limit = settings.session_list_limit
+    last_page = max(0, (limit - 1) // PAGE_SIZE)
+
+    @app.callback(Output("sessions-page-no", "data"), Input("sessions-prev", "n_clicks"),
+                  Input("sessions-next", "n_clicks"), *_FILTERS, State("sessions-page-no", "data"),
+                  prevent_initial_call=True)
+    def turn_page(*args):
+        page = args[-1] or 0
+        step = {"sessions-prev": -1, "sessions-next": 1}.get(ctx.triggered_id)
+        return 0 if step is None else min(last_page, max(0, page + step))  # a filter: page 0
 
     @app.callback(Output("filter-camera", "options"), Output("sessions-table", "children"),
-                  Input("tick", "n_intervals"), Input("filter-camera", "value"),
-                  Input("filter-dates", "start_date"), Input("filter-dates", "end_date"),
-                  Input("filter-min", "value"), Input("filter-max", "value"),
+                  Output("sessions-page-label", "children"), Output("sessions-prev", "disabled"),
+                  Output("sessions-next", "disabled"),
+                  Input("tick", "n_intervals"), *_FILTERS, Input("sessions-page-no", "data"),
                   State("filter-camera", "options"))
-    def sessions(_n, camera, start_date, end_date, min_s, max_s, shown_cameras):
+    def sessions(_n, camera, start_date, end_date, min_s, max_s, page, shown_cameras):
+        page = min(last_page, max(0, int(page or 0)))
         try:
-            cameras = sorted(data.camera_ids())
-            rows = data.sessions(session_filter(camera, start_date, end_date, min_s, max_s), limit)
+            cameras = sorted(data.shared_camera_ids())
+            rows, more = data.sessions_page(
+                session_filter(camera, start_date, end_date, min_s, max_s), page, PAGE_SIZE,
+                scan=4 * limit)
         except DataUnavailable:
             raise PreventUpdate from None
         # Same options: leave the dropdown alone so an open menu does not flicker each tick.
         options = no_update if shown_cameras == cameras else cameras
-        return options, ui.sessions_table(rows)
+        label = f"page {page + 1}" + (f" · sessions {page * PAGE_SIZE + 1}–"
+                                      f"{page * PAGE_SIZE + len(rows)}" if rows else "")
+        return (options, ui.sessions_table(rows), label, page == 0,
+                not more or page >= last_page)

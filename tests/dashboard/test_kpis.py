@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
+import plotly.graph_objects as go
+
 from dashboard import kpis as K
 from dashboard.data import CameraLive, utc
 from moodstream import figures
@@ -69,10 +72,25 @@ def test_trend_window_cuts_the_hour():
 
 def test_sparkline_and_palette():
     fig = figures.sparkline([(utc(NOW), 0.5), (utc(NOW + 1), None)], theme="dark")
-    assert list(fig.data[0].y[:1]) == [0.5] and fig.layout.height == 70
-    assert fig.layout.template.layout.paper_bgcolor is not None  # the dark template
+    [line] = fig["data"]
+    np.testing.assert_array_equal(line["y"], [0.5, np.nan])  # NaN: a gap, not a zero
+    assert line["x"] == [utc(NOW).isoformat(timespec="seconds"),
+                         utc(NOW + 1).isoformat(timespec="seconds")]
+    assert line["line"]["color"] == figures.OKABE_ITO["sky_blue"]  # the dark theme's line
+    assert fig["layout"]["height"] == 70 and fig["layout"]["shapes"][0]["y0"] == 0
+    # A plain dict that plotly accepts as it is (dcc.Graph, chart_images)
+    assert go.Figure(fig).data[0].y[0] == 0.5
     blank = figures.sparkline([], theme="light")
-    assert blank.layout.annotations[0].text == "no faces in the last 15 min"
+    assert blank["data"] == []
+    assert blank["layout"]["annotations"][0]["text"] == "no faces in the last 15 min"
+
+
+def test_cards_are_the_most_relevant_first_and_limited():
+    cams = [_cam("idle", last_seen=NOW - 3600), _cam("live"),
+            _cam("alerting-idle", last_seen=NOW - 3600, alert=True), _cam("live-2")]
+    cards = K.camera_cards(cams, {}, {}, NOW, limit=3)
+    assert [c.camera_id for c in cards] == ["alerting-idle", "live", "live-2"]
+    assert len(K.camera_cards(cams, {}, {}, NOW)) == 4
     # Okabe-Ito: colour-blind-safe, one distinct colour per emotion, shared with reports.
     assert set(figures.EMOTION_COLORS.values()) <= set(figures.OKABE_ITO.values())
     assert len(set(figures.EMOTION_COLORS.values())) == len(figures.EMOTION_COLORS)
