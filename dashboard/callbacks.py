@@ -18,6 +18,7 @@ from dashboard.data import DashboardData, DataUnavailable, SessionFilter
 from moodstream.schemas import valid_id
 
 SESSION_PREFIX = "/session/"
+SESSIONS_PAGE_SIZE = 50  # rows a page of /sessions
 
 
 def session_id_of(pathname: str | None) -> str | None:

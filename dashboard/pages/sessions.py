@@ -9,10 +9,9 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import layout as ui
-from dashboard.callbacks import session_filter
+from dashboard.callbacks import SESSIONS_PAGE_SIZE as PAGE_SIZE, session_filter
 from dashboard.data import DashboardData, DataUnavailable
 
-PAGE_SIZE = 50
 _FILTERS = (Input("filter-camera", "value"), Input("filter-dates", "start_date"),
             Input("filter-dates", "end_date"), Input("filter-min", "value"),
             Input("filter-max", "value"))
