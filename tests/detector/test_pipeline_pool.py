@@ -267,3 +267,18 @@ def test_the_detector_process_with_a_pool_sends_the_sequential_detections(
         expected = [m for m in sequential if m.camera_id == camera]
         assert [m.seq for m in ours] == [m.seq for m in expected]
         assert_same_detections(ours, expected)
+
+
+def test_still_images_between_video_frames_come_out_as_in_the_sequential_path(yunet, card_model):
+    """A still frame takes no width from the camera's last frame and gets tracks of its own,
+    pooled or not; the video frames around it keep their order and tracks."""
+    items = clip_items("single_face_smile.mp4", "cam", 6)[:8]
+    for i in (2, 5):
+        data, h = items[i]
+        items[i] = (data, FrameHeaders(h.camera_id, h.session_id, h.seq, h.capture_ts, h.offset_s,
+                                       still=True))
+    sequential = run(pipeline_for(yunet, card_model, 1), items)
+    pooled = run(pipeline_for(yunet, card_model, 2), items)
+    assert_same_detections(pooled, sequential)
+    tracks = [m.faces[0].track_id for m in pooled if m.faces]
+    assert len(set(tracks)) >= 3  # the stills' faces are not the video's person
