@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import redis
 
+from dashboard.settled_seconds import SettledSeconds
 from moodstream.clients import REDIS_ERRORS, run_pipeline, script_call
 from moodstream.emotions import EMOTIONS
 from moodstream.redis_keys import RedisKeys
@@ -206,6 +207,7 @@ class DashboardData:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._closed_reports: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._settled = SettledSeconds()
 
     def shared(self, name: str, read: Callable[[], Any]) -> Any:
         """read()'s answer for this refresh interval, read once whatever the number of
@@ -274,7 +276,9 @@ class DashboardData:
         over the last window_s, by camera id; a second without faces is (t, None, 0).
 
         Reads only the window's seconds, and Redis itself divides sentiment_sum by faces
-        (TREND_SCRIPT): one short string per camera instead of two fields per second.
+        (TREND_SCRIPT): one short string per camera instead of two fields per second. The
+        shared reader (cache_s > 0) also keeps the settled seconds between ticks and reads
+        only the rest (dashboard.settled_seconds).
         """
         now = self.clock()
         live = [c for c in cameras if c.session_id and
@@ -286,18 +290,26 @@ class DashboardData:
         for cam, started in zip(live, pipe.execute()):
             span = _window_seconds(cam, _timestamp(started), now, window_s)
             if span:
-                plans.append((cam, _timestamp(started), span))
+                key = (cam.session_id, _timestamp(started), cam.min_people)
+                first = self._settled.first_unread(cam.camera_id, key, span) \
+                    if self.cache_s > 0 else span.start
+                plans.append((cam, _timestamp(started), span, key, range(first, span.stop)))
         trends = run_pipeline(self.client, [
             script_call(self._trend_script, [self.keys.buckets(cam.session_id),
                                              self.keys.bucket_tracks(cam.session_id)],
-                        [span.start, span.stop - 1, MAX_TREND_SECONDS, int(MAX_OFFSET_S),
+                        [read.start, read.stop - 1, MAX_TREND_SECONDS, int(MAX_OFFSET_S),
                          cam.min_people])
-            for cam, _started, span in plans])
+            for cam, _started, _span, _key, read in plans])
         out = {}
-        for (cam, started, span), packed in zip(plans, trends):
-            points = _points(started, span, packed.split(","), since=now - window_s)
+        for (cam, started, span, key, read), packed in zip(plans, trends):
+            items = _points(started, read, packed.split(","))
+            if self.cache_s > 0:
+                items = self._settled.merge(cam.camera_id, key, span, items)
+            points = [point for t, point in items if started + t >= now - window_s]
             if any(y is not None for _, y, _f in points):
                 out[cam.camera_id] = points
+        if self.cache_s > 0:
+            self._settled.retain(cam.camera_id for cam, *_rest in plans)
         return out
 
     def trend(self, cameras: list[CameraLive], window_s: float) -> dict[str, list]:
@@ -475,15 +487,13 @@ def _window_seconds(cam: CameraLive, started: float | None, now: float,
     return range(t_lo, t_hi + 1) if t_hi >= t_lo else None
 
 
-def _points(started: float, span: range, packed: list[str], since: float) -> list:
-    """(UTC time, sentiment, faces) per second of span; a second without faces is
-    (t, None, 0): a gap, not a zero."""
+def _points(started: float, span: range, packed: list[str]) -> list:
+    """(t, (UTC time, sentiment, faces)) per second t of span; a second without faces is
+    (time, None, 0): a gap, not a zero."""
     first = utc(started)
     out = []
     for t, value in zip(span, packed):
-        if started + t < since:
-            continue
         sentiment, _, faces = value.partition(":")
-        out.append((first + timedelta(seconds=t), float(sentiment) if sentiment else None,
-                    int(faces) if faces else 0))
+        out.append((t, (first + timedelta(seconds=t), float(sentiment) if sentiment else None,
+                        int(faces) if faces else 0)))
     return out

@@ -19,6 +19,7 @@ from moodstream.embedded import free_port
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import ReportError, SessionNotFound
 from moodstream.schemas import MAX_OFFSET_S
+from dashboard.settled_seconds import SETTLE_S, SettledSeconds
 from tests.dashboard.redis_fill import Filler
 
 pytestmark = pytest.mark.integration
@@ -251,3 +252,35 @@ def test_the_shared_reader_reads_again_on_the_next_tick_and_never_caches_failure
         with pytest.raises(DataUnavailable):
             shared.shared("flaky", failing)
     assert len(calls) == 2
+
+
+def test_the_shared_reader_rereads_only_unsettled_seconds_and_agrees_with_a_full_read(store):
+    data, client, _ = store
+    now = [NOW - 30]
+    shared = DashboardData(client, data.keys, clock=lambda: now[0], cache_s=2.0)
+    first = shared.live()
+    cam_a = next(c for c in first.cameras if c.camera_id == "cam-a")
+    key = (cam_a.session_id, NOW - 120, cam_a.min_people)
+    span = range(0, int(cam_a.offset_s) + 1)
+    # After one tick all but the last SETTLE_S seconds of the session are kept.
+    assert shared._settled.first_unread("cam-a", key, span) == span.stop - SETTLE_S
+    now[0] = NOW  # the next ticks: reading only the rest gives what a full read gives
+    for _ in range(2):
+        now[0] += 2.0
+        full = DashboardData(client, data.keys, clock=lambda: now[0]).live()
+        assert shared.live().series == full.series and full.series["cam-a"]
+
+
+def test_settled_seconds_keep_only_what_no_longer_moves():
+    settled = SettledSeconds(settle_s=10)
+    span = range(0, 50)
+    assert settled.first_unread("c", "k", span) == 0
+    items = settled.merge("c", "k", span, [(t, f"p{t}") for t in span])
+    assert [t for t, _ in items] == list(span)
+    assert settled.first_unread("c", "k", range(5, 60)) == 40  # seconds 0..39 are kept
+    items = settled.merge("c", "k", range(5, 60), [(t, f"q{t}") for t in range(40, 60)])
+    assert [t for t, _ in items] == list(range(5, 60)) and items[-20][1] == "q40"
+    assert settled.first_unread("c", "other session", range(5, 60)) == 5
+    assert settled.first_unread("c", "k", range(0, 60)) == 0  # reaches further back: all
+    settled.retain(["d"])
+    assert settled.first_unread("c", "k", range(5, 60)) == 5
