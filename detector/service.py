@@ -309,7 +309,9 @@ class DetectorService(Step):
         return messages
 
     def _reject_built(self, frame: PendingFrame, batch: FrameBatch, exc: Exception) -> list:
-        reason = f"processing error: {type(exc).__name__}: {exc}"
+        # A frame the pool could not decode is a corrupt frame, as the sequential path says.
+        reason = (str(exc) if isinstance(exc, PoisonFrame)
+                  else f"processing error: {type(exc).__name__}: {exc}")
         batch.sends.append(self.dead_letter(frame.source, reason))
         skipped = self.skipped(frame.headers, reason)
         return [skipped] if skipped is not None else []
