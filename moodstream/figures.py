@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import functools
+
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from moodstream.emotions import EMOTIONS
 
@@ -60,6 +63,28 @@ def _base_layout(fig: go.Figure, title: str, revision: str | None = None,
     return fig
 
 
+@functools.lru_cache(maxsize=4)
+def _template_json(theme: str) -> dict:
+    return pio.templates[_template(theme)].to_plotly_json()
+
+
+def plain_layout(title: str, revision: str, theme: str, **extra) -> dict:
+    """moodstream.figures' layout conventions (theme template, margins, legend below,
+    transparent backgrounds, uirevision keeping zoom across refreshes), as a dict."""
+    return {"title": {"text": title}, "template": _template_json(theme), "margin": _MARGIN,
+            "uirevision": revision, "legend": {"orientation": "h", "y": -0.2},
+            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", **extra}
+
+
+def plain_empty(message: str, title: str = "", theme: str = "light") -> dict:
+    """A blank chart that says why it is blank."""
+    hidden = {"visible": False}
+    note = {"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper",
+            "yref": "paper", "font": {"size": 14, "color": "#888"}}
+    return {"data": [], "layout": plain_layout(title, title, theme, xaxis=hidden, yaxis=hidden,
+                                               annotations=[note])}
+
+
 def empty_figure(message: str, title: str = "", theme: str = "light") -> go.Figure:
     """A blank chart that says why it is blank (no data yet, Redis unreachable, ...)."""
     fig = go.Figure()
@@ -104,37 +129,37 @@ def sparkline(points: Sequence[tuple[Any, float | None]], theme: str = "light") 
 
 
 def sentiment_trend(series: Mapping[str, Sequence[tuple[Any, float | None]]],
-                    title: str = "Sentiment trend", theme: str = "light") -> go.Figure:
+                    title: str = "Sentiment trend", theme: str = "light",
+                    markers: bool = False) -> dict:
     """One sentiment line per camera/session; series maps a label to (x, sentiment) points.
 
-    A None sentiment (a second without faces) leaves a gap instead of a fake zero.
+    A None sentiment (a second without faces) leaves a gap instead of a fake zero. A plain
+    plotly dict (the overview draws it every refresh: see sparkline); markers for sparse
+    points (an hour with faces between two without would otherwise be invisible).
     """
     if not any(series.values()):
-        return empty_figure("no sentiment in this window yet", title, theme)
-    fig = go.Figure()
-    for label, points in series.items():
-        fig.add_trace(go.Scatter(x=_times([p[0] for p in points]),
-                                 y=_floats([p[1] for p in points]),
-                                 mode="lines", name=label, connectgaps=False))
-    fig.update_yaxes(title="sentiment", range=SENTIMENT_RANGE, zeroline=True)
-    return _base_layout(fig, title, revision="trend", theme=theme)
+        return plain_empty("no sentiment in this window yet", title, theme)
+    data = [{"type": "scatter", "x": _times([p[0] for p in points]),
+             "y": _floats([p[1] for p in points]), "name": label, "connectgaps": False,
+             "mode": "lines+markers" if markers else "lines"}
+            for label, points in series.items()]
+    return {"data": data, "layout": plain_layout(title, "trend", theme, yaxis={
+        "title": {"text": "sentiment"}, "range": SENTIMENT_RANGE, "zeroline": True})}
 
 
 def emotion_mix(mix: Mapping[str, Mapping[str, float]], title: str = "Emotion mix",
-                theme: str = "light") -> go.Figure:
-    """Stacked horizontal bars: for each camera (or session) the share of each emotion."""
+                theme: str = "light") -> dict:
+    """Stacked horizontal bars: for each camera (or session) the share of each emotion
+    (a plain plotly dict, as sentiment_trend)."""
     rows = {name: shares for name, shares in mix.items() if sum(shares.values()) > 0}
     if not rows:
-        return empty_figure("no faces seen yet", title, theme)
+        return plain_empty("no faces seen yet", title, theme)
     names = list(rows)
-    fig = go.Figure()
-    for emotion in EMOTIONS:
-        shares = [_share(rows[n], emotion) for n in names]
-        fig.add_trace(go.Bar(y=names, x=shares, name=emotion, orientation="h",
-                             marker_color=EMOTION_COLORS[emotion]))
-    fig.update_layout(barmode="stack")
-    fig.update_xaxes(title="share of faces", range=[0, 1], tickformat=".0%")
-    return _base_layout(fig, title, revision="mix", theme=theme)
+    data = [{"type": "bar", "y": names, "x": [_share(rows[n], emotion) for n in names],
+             "name": emotion, "orientation": "h", "marker": {"color": EMOTION_COLORS[emotion]}}
+            for emotion in EMOTIONS]
+    return {"data": data, "layout": plain_layout(title, "mix", theme, barmode="stack", xaxis={
+        "title": {"text": "share of faces"}, "range": [0, 1], "tickformat": ".0%"})}
 
 
 def _share(shares: Mapping[str, float], emotion: str) -> float:
@@ -237,16 +262,14 @@ def traffic(rows: Sequence[Mapping[str, Any]], title: str = "Faces and people") 
     return _base_layout(fig, title)
 
 
-def period_figures(report: Mapping[str, Any]) -> dict[str, go.Figure]:
+def period_figures(report: Mapping[str, Any]) -> dict[str, go.Figure | dict]:
     """The charts of one camera's day or week report (moodstream.period_report), by name."""
     rows = report.get("timeline") or []
     step = "hour" if report.get("period") == "day" else "day"
     points = [(row["start"], row["sentiment"]) for row in rows]
     mix = {s["session_id"]: s.get("emotion_totals") or {} for s in report.get("sessions") or []}
     sentiment = sentiment_trend({report.get("camera_id") or "camera": points},
-                                title=f"Sentiment per {step}")
-    # Markers too: an hour with faces between two without would otherwise be invisible.
-    sentiment.update_traces(mode="lines+markers", selector=dict(type="scatter"))
+                                title=f"Sentiment per {step}", markers=True)
     return {
         "sentiment": sentiment,
         "traffic": traffic(rows, title=f"Faces and peak people per {step}"),

@@ -1,8 +1,8 @@
 """Pure figure builders of the History page (data in, figure out), beside moodstream.figures
 whose palette, templates and layout conventions they share.
 
-They return plotly figures as plain dicts (plotly's JSON schema, which dcc.Graph and
-plotly.io take as they are) rather than go.Figure: building a go.Figure validates every
+They return plotly figures as plain dicts (moodstream.figures.plain_layout; plotly's JSON
+schema, which dcc.Graph and plotly.io take as they are) rather than go.Figure: building a go.Figure validates every
 property and deep-copies its template, about 30 ms a chart on the dev machine even before
 its data; a 30-day History refresh draws four charts, and the page's budget is 200 ms.
 Inputs are plain lists and numpy arrays (dashboard.history_data makes them from the hourly
@@ -11,13 +11,12 @@ rollups); a None or NaN value is a gap (an hour without faces), never a zero.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import plotly.io as pio
 
-from moodstream.figures import _MARGIN, OKABE_ITO, SENTIMENT_RANGE, _floats, _template, iso_times
+from moodstream.figures import (OKABE_ITO, SENTIMENT_RANGE, _floats, iso_times, plain_empty,
+                                plain_layout)
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Line colours in Okabe-Ito order (yellow left out: too pale on white).
@@ -27,27 +26,7 @@ _NEUTRAL_MID = {"light": "#F2F2F2", "dark": "#3A3A3A"}
 EMPTY = "no rollups in this range yet"
 
 
-@functools.lru_cache(maxsize=4)
-def _template_json(theme: str) -> dict:
-    return pio.templates[_template(theme)].to_plotly_json()
-
-
-def _layout(title: str, revision: str, theme: str, **extra) -> dict:
-    """moodstream.figures' layout conventions (theme template, margins, legend below,
-    transparent backgrounds, uirevision keeping zoom across refreshes), as a dict."""
-    return {"title": {"text": title}, "template": _template_json(theme), "margin": _MARGIN,
-            "uirevision": revision, "legend": {"orientation": "h", "y": -0.2},
-            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", **extra}
-
-
-def empty(message: str, title: str = "", theme: str = "light") -> dict:
-    """A blank chart that says why it is blank."""
-    hidden = {"visible": False}
-    return {"data": [], "layout": _layout(title, title, theme, xaxis=hidden, yaxis=hidden,
-                                          annotations=[{"text": message, "showarrow": False,
-                                                        "x": 0.5, "y": 0.5, "xref": "paper",
-                                                        "yref": "paper",
-                                                        "font": {"size": 14, "color": "#888"}}])}
+empty = plain_empty  # the History page's blank charts
 
 
 def sentiment_scale(theme: str = "light") -> list:
@@ -78,7 +57,7 @@ def history_trend(hours: Sequence[Any], series: Mapping[str, tuple[Sequence, Seq
                      "line": {"color": color, "width": 1},
                      "fill": "tozeroy" if len(columns) == 1 else "none",
                      "hovertemplate": "%{x|%Y-%m-%d %H:00} %{y:.0f} people<extra>%{fullData.name}</extra>"})
-    return {"data": data, "layout": _layout(
+    return {"data": data, "layout": plain_layout(
         title, "history-trend", theme,
         xaxis={"anchor": "y", "matches": "x2", "showticklabels": False},
         xaxis2={"anchor": "y2"},
@@ -102,7 +81,7 @@ def weekly_heatmap(grid: np.ndarray, title: str, kind: str = "sentiment",
         hover = "%{y} %{x}:00 UTC: %{z:.1f} people per hour<extra></extra>"
     heat = {"type": "heatmap", "z": grid, "x": list(range(24)), "y": list(WEEKDAYS),
             "hoverongaps": False, "xgap": 1, "ygap": 1, "hovertemplate": hover, **scale}
-    return {"data": [heat], "layout": _layout(
+    return {"data": [heat], "layout": plain_layout(
         title, f"heat-{kind}", theme, xaxis={"title": {"text": "hour of day (UTC)"}, "dtick": 3},
         yaxis={"autorange": "reversed"})}
 
@@ -122,7 +101,7 @@ def camera_comparison(rows: Sequence[tuple[str, float | None, float]],
             "text": [f"{r[2]:.0f} people" for r in rows], "textposition": "auto",
             "customdata": [r[2] for r in rows],
             "hovertemplate": "%{y}: sentiment %{x:+.2f}, %{customdata:.0f} people<extra></extra>"}
-    return {"data": [bars], "layout": _layout(
+    return {"data": [bars], "layout": plain_layout(
         title, "compare", theme, showlegend=False, height=max(320, 60 + 22 * len(rows)),
         xaxis={"title": {"text": "mean sentiment"}, "range": SENTIMENT_RANGE, "zeroline": True},
         yaxis={"automargin": True})}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+import plotly.graph_objects as go
 
 from moodstream import figures
 from moodstream.emotions import EMOTIONS
@@ -24,8 +25,8 @@ def _timeline(n: int = 5) -> list[dict]:
 
 def test_sentiment_trend_one_line_per_series_with_gaps_kept():
     x = [datetime(2026, 1, 1, 12, 0, s) for s in range(3)]
-    fig = figures.sentiment_trend({"cam-a · s1": list(zip(x, [0.5, None, -0.2])),
-                                   "cam-b · s2": list(zip(x, [0.1, 0.2, 0.3]))})
+    fig = go.Figure(figures.sentiment_trend({"cam-a · s1": list(zip(x, [0.5, None, -0.2])),
+                                             "cam-b · s2": list(zip(x, [0.1, 0.2, 0.3]))}))
     assert [t.name for t in fig.data] == ["cam-a · s1", "cam-b · s2"]
     np.testing.assert_array_equal(fig.data[0].y, [0.5, np.nan, -0.2])  # NaN: a gap
     assert fig.data[0].connectgaps is False
@@ -38,12 +39,13 @@ def test_empty_inputs_give_an_annotated_blank_chart():
                 figures.emotion_mix({}), figures.session_sentiment([]),
                 figures.emotion_area([]), figures.people_timeline([]),
                 figures.emotion_totals({e: 0.0 for e in EMOTIONS})):
+        fig = go.Figure(fig)  # the live charts are plain dicts
         assert len(fig.data) == 0 and fig.layout.annotations[0].text
 
 
 def test_emotion_mix_stacks_normalised_shares_per_camera():
-    fig = figures.emotion_mix({"cam-a": {"happy": 3.0, "angry": 1.0},
-                               "cam-b": {"neutral": 0.5}, "cam-idle": {}})
+    fig = go.Figure(figures.emotion_mix({"cam-a": {"happy": 3.0, "angry": 1.0},
+                                         "cam-b": {"neutral": 0.5}, "cam-idle": {}}))
     assert [t.name for t in fig.data] == list(EMOTIONS)
     by_name = {t.name: t for t in fig.data}
     assert by_name["happy"].x == (0.75, 0.0) and by_name["angry"].x == (0.25, 0.0)
@@ -72,4 +74,4 @@ def test_session_charts_follow_the_timeline():
 def test_refresh_keeps_user_zoom():
     a = figures.sentiment_trend({"x": [(1, 0.1)]}, title="Sentiment, last 1 min")
     b = figures.sentiment_trend({"x": [(1, 0.1)]}, title="Sentiment, last 5 min")
-    assert a.layout.uirevision == b.layout.uirevision == "trend"
+    assert a["layout"]["uirevision"] == b["layout"]["uirevision"] == "trend"
