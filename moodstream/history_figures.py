@@ -3,8 +3,8 @@ whose palette, templates and layout conventions they share.
 
 They return plotly figures as plain dicts (moodstream.figures.plain_layout; plotly's JSON
 schema, which dcc.Graph and plotly.io take as they are) rather than go.Figure: building a
-go.Figure validates every property and deep-copies its template, about 30 ms a chart on the dev machine even before
-its data; a 30-day History refresh draws four charts, and the page's budget is 200 ms.
+go.Figure validates every property and deep-copies its template, about 30 ms a chart on the
+dev machine even before its data; a 30-day History refresh draws four charts, and the page's budget is 200 ms.
 Inputs are plain lists and numpy arrays (dashboard.history_data makes them from the hourly
 rollups); a None or NaN value is a gap (an hour without faces), never a zero.
 """
