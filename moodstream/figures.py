@@ -172,22 +172,27 @@ def _share(shares: Mapping[str, float], emotion: str) -> float:
     return shares.get(emotion, 0.0) / total if total > 0 else 0.0
 
 
+def _seconds_layout(title: str, yaxis: dict) -> dict:
+    """A session chart's layout: x = seconds since the session started."""
+    return plain_layout(title, title, "light", xaxis={"title": {"text": "seconds"}}, yaxis=yaxis)
+
+
 def session_sentiment(timeline: Sequence[Mapping[str, Any]],
-                      title: str = "Sentiment per second") -> go.Figure:
-    """A session's sentiment timeline, x = seconds since the session started."""
+                      title: str = "Sentiment per second") -> dict:
+    """A session's sentiment timeline, x = seconds since the session started. The session
+    charts are plain plotly dicts (see sparkline): the drill-down redraws a live session's
+    hour every refresh."""
     if not timeline:
-        return empty_figure("no seconds recorded for this session", title)
-    fig = go.Figure(go.Scatter(x=np.array([row["t"] for row in timeline]),
-                               y=_floats(row["sentiment"] for row in timeline),
-                               mode="lines+markers", name="sentiment", connectgaps=False,
-                               marker=dict(size=4)))
-    fig.update_xaxes(title="seconds")
-    fig.update_yaxes(title="sentiment", range=SENTIMENT_RANGE, zeroline=True)
-    return _base_layout(fig, title)
+        return plain_empty("no seconds recorded for this session", title)
+    line = {"type": "scatter", "x": np.array([row["t"] for row in timeline]),
+            "y": _floats(row["sentiment"] for row in timeline), "mode": "lines+markers",
+            "name": "sentiment", "connectgaps": False, "marker": {"size": 4}}
+    return {"data": [line], "layout": _seconds_layout(
+        title, {"title": {"text": "sentiment"}, "range": SENTIMENT_RANGE, "zeroline": True})}
 
 
 def emotion_area(timeline: Sequence[Mapping[str, Any]],
-                 title: str = "Emotions per second") -> go.Figure:
+                 title: str = "Emotions per second") -> dict:
     """Stacked-area chart of the mean emotion probabilities in each second.
 
     Seconds without faces are left out (their probabilities are undefined, not zero), so
@@ -195,34 +200,29 @@ def emotion_area(timeline: Sequence[Mapping[str, Any]],
     """
     with_faces = [row for row in timeline if row.get("faces")]
     if not with_faces:
-        return empty_figure("no faces in this session", title)
+        return plain_empty("no faces in this session", title)
     seconds = np.array([row["t"] for row in with_faces])
-    fig = go.Figure()
-    for emotion in EMOTIONS:
-        fig.add_trace(go.Scatter(x=seconds, y=_floats(row["emotions"].get(emotion, 0.0)
-                                                      for row in with_faces),
-                                 name=emotion, mode="lines", stackgroup="emotions",
-                                 line=dict(width=0.5, color=EMOTION_COLORS[emotion])))
-    fig.update_xaxes(title="seconds")
-    fig.update_yaxes(title="mean probability", range=[0, 1.02])
-    return _base_layout(fig, title)
+    data = [{"type": "scatter", "x": seconds,
+             "y": _floats(row["emotions"].get(emotion, 0.0) for row in with_faces),
+             "name": emotion, "mode": "lines", "stackgroup": "emotions",
+             "line": {"width": 0.5, "color": EMOTION_COLORS[emotion]}} for emotion in EMOTIONS]
+    return {"data": data, "layout": _seconds_layout(
+        title, {"title": {"text": "mean probability"}, "range": [0, 1.02]})}
 
 
 def people_timeline(timeline: Sequence[Mapping[str, Any]],
-                    title: str = "Faces and people per second") -> go.Figure:
+                    title: str = "Faces and people per second") -> dict:
     """Faces detected and distinct tracks (people) in each second."""
     if not timeline:
-        return empty_figure("no seconds recorded for this session", title)
+        return plain_empty("no seconds recorded for this session", title)
     seconds = np.array([row["t"] for row in timeline])
-    fig = go.Figure([
-        go.Bar(x=seconds, y=_floats(row["faces"] for row in timeline), name="faces",
-               marker_color=OKABE_ITO["sky_blue"]),
-        go.Scatter(x=seconds, y=_floats(row.get("people", 0) for row in timeline), name="people",
-                   mode="lines", line=dict(color=OKABE_ITO["blue"])),
-    ])
-    fig.update_xaxes(title="seconds")
-    fig.update_yaxes(title="count", rangemode="tozero")
-    return _base_layout(fig, title)
+    data = [{"type": "bar", "x": seconds, "y": _floats(row["faces"] for row in timeline),
+             "name": "faces", "marker": {"color": OKABE_ITO["sky_blue"]}},
+            {"type": "scatter", "x": seconds,
+             "y": _floats(row.get("people", 0) for row in timeline), "name": "people",
+             "mode": "lines", "line": {"color": OKABE_ITO["blue"]}}]
+    return {"data": data, "layout": _seconds_layout(
+        title, {"title": {"text": "count"}, "rangemode": "tozero"})}
 
 
 def emotion_totals(totals: Mapping[str, float], title: str = "Emotion distribution") -> go.Figure:
@@ -236,7 +236,7 @@ def emotion_totals(totals: Mapping[str, float], title: str = "Emotion distributi
     return _base_layout(fig, title)
 
 
-def session_figures(report: Mapping[str, Any]) -> dict[str, go.Figure]:
+def session_figures(report: Mapping[str, Any]) -> dict[str, go.Figure | dict]:
     """The drill-down charts of one session report, by name (dashboard and HTML report)."""
     timeline = report.get("timeline") or []
     return {

@@ -46,7 +46,7 @@ dash.register_page(__name__, layout=layout, path_template="/session/<session_id>
 
 
 def _blank(title: str, message: str) -> tuple:
-    return (title, message, *[figures.empty_figure("no data")] * 3, "", None)
+    return (title, message, *[figures.plain_empty("no data")] * 3, "", None)
 
 
 def _view(data: DashboardData, session_id: str) -> tuple:

@@ -56,8 +56,8 @@ def test_emotion_mix_stacks_normalised_shares_per_camera():
 
 
 def test_session_charts_follow_the_timeline():
-    charts = figures.session_figures({"timeline": _timeline(),
-                                      "emotion_totals": {"happy": 6.0, "neutral": 2.0}})
+    charts = {name: go.Figure(fig) for name, fig in figures.session_figures(
+        {"timeline": _timeline(), "emotion_totals": {"happy": 6.0, "neutral": 2.0}}).items()}
     assert set(charts) == {"sentiment", "emotions", "people", "distribution"}
     sentiment = charts["sentiment"].data[0]
     assert list(sentiment.x) == [0, 1, 2, 3, 4] and np.isnan(sentiment.y[2])
