@@ -225,18 +225,18 @@ def people_timeline(timeline: Sequence[Mapping[str, Any]],
         title, {"title": {"text": "count"}, "rangemode": "tozero"})}
 
 
-def emotion_totals(totals: Mapping[str, float], title: str = "Emotion distribution") -> go.Figure:
+def emotion_totals(totals: Mapping[str, float], title: str = "Emotion distribution") -> dict:
     """Bar chart of a session's summed probabilities per emotion, as shares."""
     total = sum(totals.values())
     if total <= 0:
-        return empty_figure("no faces detected", title)
-    fig = go.Figure(go.Bar(x=list(EMOTIONS), y=[totals.get(e, 0.0) / total for e in EMOTIONS],
-                           marker_color=[EMOTION_COLORS[e] for e in EMOTIONS]))
-    fig.update_yaxes(title="share", tickformat=".0%", range=[0, 1])
-    return _base_layout(fig, title)
+        return plain_empty("no faces detected", title)
+    bars = {"type": "bar", "x": list(EMOTIONS), "y": [totals.get(e, 0.0) / total for e in EMOTIONS],
+            "marker": {"color": [EMOTION_COLORS[e] for e in EMOTIONS]}}
+    return {"data": [bars], "layout": plain_layout(title, title, "light", yaxis={
+        "title": {"text": "share"}, "tickformat": ".0%", "range": [0, 1]})}
 
 
-def session_figures(report: Mapping[str, Any]) -> dict[str, go.Figure | dict]:
+def session_figures(report: Mapping[str, Any]) -> dict[str, dict]:
     """The drill-down charts of one session report, by name (dashboard and HTML report)."""
     timeline = report.get("timeline") or []
     return {
