@@ -13,6 +13,7 @@ over hourly, so the previous hour's sessions are not included: hourly rollups wi
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -60,16 +61,22 @@ def sentiment_index(mean: float | None) -> float | None:
     return None if mean is None else round(50.0 * (max(-1.0, min(1.0, mean)) + 1.0), 1)
 
 
+def recent(points: Sequence[Point], since: Any) -> Sequence[Point]:
+    """The points at or after since: a series is in time order, so the cut is found by
+    bisection instead of comparing an hour of points (100 cameras: 360,000 a refresh)."""
+    return points[bisect.bisect_left(points, since, key=lambda point: point[0]):]
+
+
 def window_mean(series: Sequence[Sequence[Point]], now: float, window_s: float) -> float | None:
     """Mean of the per-second sentiments of every series in the last window_s seconds."""
     since = utc(now - window_s)
-    values = [y for points in series for x, y, _f in points if y is not None and x >= since]
+    values = [y for points in series for _x, y, _f in recent(points, since) if y is not None]
     return sum(values) / len(values) if values else None
 
 
 def _faces(series: Sequence[Sequence[Point]], now: float, window_s: float) -> int:
     since = utc(now - window_s)
-    return sum(f for points in series for x, _y, f in points if x >= since)
+    return sum(f for points in series for _x, _y, f in recent(points, since))
 
 
 def is_live(camera: CameraLive, now: float) -> bool:
@@ -117,7 +124,7 @@ def camera_cards(cameras: Sequence[CameraLive], alerts: Mapping[str, Any],
             suppressed=suppressed_text(cam.min_people) if hidden else None,
             dominant=cam.dominant if live else None, people=cam.people if live else 0,
             alert=cam.camera_id in alerts or cam.alert, purpose=cam.purpose, notice=cam.notice,
-            last_seen=cam.last_seen, spark=[(x, y) for x, y, _f in points if x >= since]))
+            last_seen=cam.last_seen, spark=[(x, y) for x, y, _f in recent(points, since)]))
     return cards
 
 
@@ -129,7 +136,7 @@ def trend_window(series: Mapping[str, Sequence[Point]], cameras: Sequence[Camera
     sessions = {c.camera_id: c.session_id for c in cameras}
     out = {}
     for camera, points in series.items():
-        kept = [(x, y) for x, y, _f in points if x >= since]
+        kept = [(x, y) for x, y, _f in recent(points, since)]
         if any(y is not None for _x, y in kept):
             out[f"{camera} · {sessions.get(camera)}"] = kept
     return out
