@@ -142,6 +142,10 @@ def test_sessions_and_session_pages(browser, seeded):
     wait_until(browser, lambda d: "sess-a0" in text_of(d, "#sessions"), "sessions table")
     listed = text_of(browser, "#sessions")
     assert all(s in listed for s in ("sess-a0", "sess-a1", "sess-b1"))
+    # Server-side pages: all of these fit on the first, so neither pager button works.
+    assert text_of(browser, "#sessions-page-label").startswith("page 1 · sessions 1–")
+    assert all(browser.find_element("id", button).get_attribute("disabled")
+               for button in ("sessions-prev", "sessions-next"))
     screenshot(browser, f"sessions-{size}")
     browser.get(base + "/session/sess-b1")
     wait_until(browser, lambda d: plot_data(d, "session-sentiment"), "session timeline")
