@@ -1,5 +1,8 @@
 """Pure figure builders shared by the dashboard and the reports: data in, figure out (the
 HTML report embeds them; the PDF report draws them through moodstream.chart_images).
+What the dashboard redraws every refresh (sparklines, trend lines, emotion mix, the session
+charts) is built as a plain plotly dict (plain_layout), skipping go.Figure's validation and
+template copy; dcc.Graph, plotly.io and chart_images take both, and go.Figure(d) reads one.
 
 Nothing here touches Redis, files or the clock, so every builder is unit-testable with
 plain lists and dicts. Timelines are the `timeline` entries of a session report
