@@ -1,8 +1,8 @@
 """/ : the live overview. KPI tiles (customer-sentiment index and its change against the last
 hour, people in view, faces per minute, open alerts), a grid of camera cards (15-minute
 sparkline, dominant emotion, people, alert state, purpose and notice; the GRID_LIMIT most
-relevant unless "show all" is ticked), then the trend lines and emotion mix of the cameras
-shown, the camera details and the active sessions. Clear loading, empty and "Redis
+relevant unless "show all" is ticked), then the trend lines, emotion mix and details of the
+cameras shown, and the active sessions. Clear loading, empty and "Redis
 unreachable" states.
 
 Numbers come from dashboard.kpis (pure) over DashboardData.live(), the reader shared by every
@@ -163,4 +163,5 @@ def _render(snap: LiveSnapshot, theme: str, window_s: int, show_all: bool) -> tu
             [camera_card(card, theme, snap.now) for card in cards],
             figures.sentiment_trend(trend, f"Sentiment, last {window_s // 60} min", theme),
             figures.emotion_mix(mix, theme=theme), ui.sessions_table(snap.active, "active"),
-            ui.cameras_table(snap.cameras, snap.alerts, snap.now))
+            ui.cameras_table([c for c in snap.cameras if c.camera_id in shown], snap.alerts,
+                             snap.now))
