@@ -42,14 +42,14 @@ def test_zero_or_null_turns_the_schedule_off():
 
 
 def test_schedule_comes_from_the_setting_and_the_camera_file(tmp_path, monkeypatch):
-    [cli_camera] = settings(source="rtsp://cam/1").cameras()
+    [cli_camera] = settings(source="rtsp://cam/1", purpose="customer sentiment, door").cameras()
     assert cli_camera.session.every_s == HOUR
     monkeypatch.setenv("MOODSTREAM_INGEST_SESSION_EVERY_S", "900")
     path = tmp_path / "cams.yaml"
     path.write_text("cameras:\n"
-                    "  - {id: door, url: 'rtsp://cam/1'}\n"
-                    "  - {id: till, url: 'rtsp://cam/2', session: {every_s: 600}}\n"
-                    "  - {id: desk, url: 0, session: {every_s: 0}}\n")
+                    "  - {id: door, url: 'rtsp://cam/1', purpose: queue}\n"
+                    "  - {id: till, url: 'rtsp://cam/2', purpose: till, session: {every_s: 600}}\n"
+                    "  - {id: desk, url: 0, purpose: desk, session: {every_s: 0}}\n")
     door, till, desk = settings(config=path).cameras()
     assert (door.session.every_s, till.session.every_s, desk.session.every_s) == (900, 600, 0)
     assert till.session.gap_s == 30  # the setting's gap still applies under the camera's table
