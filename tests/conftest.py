@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -52,3 +53,19 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"test data missing: {path} (set MOODSTREAM_SHARED to the shared/ folder)")
     return path
+
+
+@contextlib.contextmanager
+def redis_namespace(server, db: int):
+    """(client, prefix, url): a fresh key prefix on one database of the shared test Redis;
+    every key under it is deleted afterwards."""
+    import redis
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    url = f"redis://{server.host}:{server.port}/{db}"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        yield client, prefix, url
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+        client.close()

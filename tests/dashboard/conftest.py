@@ -9,14 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-import redis
 
 from moodstream.embedded import free_port
-from tests.conftest import REPO
+from tests.conftest import REPO, redis_namespace
 
 CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
@@ -70,21 +68,14 @@ def filled_redis(redis_server):
     closed recorded session, an open alert on cam-a. Yields (env for the dashboard, client)."""
     from tests.dashboard.redis_fill import Filler
 
-    prefix = f"d{uuid.uuid4().hex[:8]}"
-    url = f"redis://{redis_server.host}:{redis_server.port}/15"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    filler = Filler(client, prefix)
-    now = time.time()
-    filler.session("cam-a", "sess-a0", now - 7200, 30, 0.5, 0.6, end=True)
-    filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)  # turns sour: alert
-    filler.session("cam-b", "sess-b1", now - 60, 60, -0.2, 0.9, people=3)
-    env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
-    try:
-        yield env, client, prefix
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
-        client.close()
+    with redis_namespace(redis_server, 15) as (client, prefix, url):
+        filler = Filler(client, prefix)
+        now = time.time()
+        filler.session("cam-a", "sess-a0", now - 7200, 30, 0.5, 0.6, end=True)
+        filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)  # turns sour: alert
+        filler.session("cam-b", "sess-b1", now - 60, 60, -0.2, 0.9, people=3)
+        yield dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix,
+                   PYTHONUNBUFFERED="1"), client, prefix
 
 
 @pytest.fixture(scope="module")

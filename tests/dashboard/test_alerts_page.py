@@ -9,7 +9,6 @@ import json
 import os
 import time
 import urllib.request
-import uuid
 
 import pytest
 import redis
@@ -25,6 +24,7 @@ from tests.dashboard.conftest import dashboard_process
 from tests.dashboard.redis_fill import Filler
 from tests.dashboard.test_browser import assert_console_clean, text_of, wait_until
 from tests.dashboard.test_pages import screenshot, viewport
+from tests.conftest import redis_namespace
 
 ADMIN, ADMIN_PASSWORD, TOKEN = "boss", "boss-pw-1", "wall-display-token"
 
@@ -33,18 +33,11 @@ ADMIN, ADMIN_PASSWORD, TOKEN = "boss", "boss-pw-1", "wall-display-token"
 def alerts_redis(redis_server):
     """cam-a: a session that turns sour (its alert stays open); cam-c: one that starts sour
     and recovers (its alert resolved), then ends. Yields (client, prefix, url)."""
-    prefix = f"al{uuid.uuid4().hex[:8]}"
-    url = f"redis://{redis_server.host}:{redis_server.port}/12"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    filler, now = Filler(client, prefix), time.time()
-    filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)
-    filler.session("cam-c", "sess-c1", now - 400, 120, -0.9, 0.9, end=True)
-    try:
+    with redis_namespace(redis_server, 12) as (client, prefix, url):
+        filler, now = Filler(client, prefix), time.time()
+        filler.session("cam-a", "sess-a1", now - 120, 120, 0.8, -0.9)
+        filler.session("cam-c", "sess-c1", now - 400, 120, -0.9, 0.9, end=True)
         yield client, prefix, url
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
-        client.close()
 
 
 @pytest.fixture

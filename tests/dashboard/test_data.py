@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from moodstream.reports import ReportError, SessionNotFound
 from moodstream.schemas import MAX_OFFSET_S
 from dashboard.settled_seconds import SETTLE_S, SettledSeconds
 from tests.dashboard.redis_fill import Filler
+from tests.conftest import redis_namespace
 
 pytestmark = pytest.mark.integration
 NOW = time.time()
@@ -28,18 +28,13 @@ NOW = time.time()
 
 @pytest.fixture(scope="module")
 def store(redis_server):
-    prefix = f"u{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(f"redis://{redis_server.host}:{redis_server.port}/14",
-                                  decode_responses=True)
-    filler = Filler(client, prefix)
-    filler.session("cam-a", "old-a", NOW - 3 * 86400, 20, 0.6, 0.6, end=True)
-    filler.session("cam-a", "live-a", NOW - 120, 120, 0.8, -0.9)
-    filler.session("cam-b", "live-b", NOW - 60, 60, -0.2, 0.9, people=3)
-    filler.session("cam-c", "gone-c", NOW - 4000, 30, 0.0, 0.0)  # silent for an hour
-    yield DashboardData(client, RedisKeys(prefix), clock=lambda: NOW), client, prefix
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
+    with redis_namespace(redis_server, 14) as (client, prefix, _url):
+        filler = Filler(client, prefix)
+        filler.session("cam-a", "old-a", NOW - 3 * 86400, 20, 0.6, 0.6, end=True)
+        filler.session("cam-a", "live-a", NOW - 120, 120, 0.8, -0.9)
+        filler.session("cam-b", "live-b", NOW - 60, 60, -0.2, 0.9, people=3)
+        filler.session("cam-c", "gone-c", NOW - 4000, 30, 0.0, 0.0)  # silent for an hour
+        yield DashboardData(client, RedisKeys(prefix), clock=lambda: NOW), client, prefix
 
 
 def test_cameras_newest_first_with_live_state(store):

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 import numpy as np
 import pytest
-import redis
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -21,24 +19,18 @@ from tests.dashboard.conftest import dashboard_process
 from tests.dashboard.history_fill import seed_history
 from tests.dashboard.test_browser import assert_console_clean, plot_data, text_of, wait_until
 from tests.dashboard.test_pages import screenshot, viewport
+from tests.conftest import redis_namespace
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 def history_site(redis_server):
-    prefix = f"y{uuid.uuid4().hex[:8]}"
-    url = f"redis://{redis_server.host}:{redis_server.port}/11"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    keys = seed_history(client, prefix)
-    env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
-    try:
+    with redis_namespace(redis_server, 11) as (client, prefix, url):
+        keys = seed_history(client, prefix)
+        env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
         with dashboard_process(env) as (base, _proc):
             yield base, client, keys
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
-        client.close()
 
 
 def expected_summary(client, key: str, range_key: str, *dates) -> str:

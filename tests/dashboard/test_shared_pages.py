@@ -5,7 +5,6 @@ do not grow with viewers, and the sessions list reads only the page it shows."""
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 import redis
@@ -15,6 +14,7 @@ from dashboard.callbacks import SESSIONS_PAGE_SIZE as PAGE_SIZE
 from dashboard.data import DashboardData, SessionFilter
 from moodstream.redis_keys import RedisKeys
 from tests.dashboard.redis_fill import Filler
+from tests.conftest import redis_namespace
 
 pytestmark = pytest.mark.integration
 NOW = time.time()
@@ -23,18 +23,13 @@ SESSIONS = PAGE_SIZE + 10  # two pages
 
 @pytest.fixture(scope="module")
 def seeded(redis_server):
-    prefix = f"p{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(f"redis://{redis_server.host}:{redis_server.port}/13",
-                                  decode_responses=True)
-    filler = Filler(client, prefix)
-    for n in range(SESSIONS - 1):  # short closed sessions, one a minute
-        filler.session(f"cam-{n % 3}", f"old-{n:03d}", NOW - 86400 + 60 * n, 2,
-                       0.5 if n % 2 else -0.5, 0.5 if n % 2 else -0.5, end=True)
-    filler.session("cam-0", "live-0", NOW - 60, 60, 0.2, 0.4)
-    yield client, RedisKeys(prefix)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
+    with redis_namespace(redis_server, 13) as (client, prefix, _url):
+        filler = Filler(client, prefix)
+        for n in range(SESSIONS - 1):  # short closed sessions, one a minute
+            filler.session(f"cam-{n % 3}", f"old-{n:03d}", NOW - 86400 + 60 * n, 2,
+                           0.5 if n % 2 else -0.5, 0.5 if n % 2 else -0.5, end=True)
+        filler.session("cam-0", "live-0", NOW - 60, 60, 0.2, 0.4)
+        yield client, RedisKeys(prefix)
 
 
 @pytest.fixture

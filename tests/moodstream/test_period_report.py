@@ -24,6 +24,7 @@ from moodstream.period_report import (ReportError, UnknownCamera, build_period_r
 from moodstream.redis_keys import RedisKeys
 from tests.dashboard.redis_fill import FPS, Filler, face_probs
 from tests.moodstream.test_cli_errors import assert_one_clear_line, run_cli
+from tests.conftest import redis_namespace
 
 # Yesterday (UTC): the aggregator prunes index members older than its retention, so the
 # sessions are seeded in the recent past rather than on a fixed date.
@@ -75,19 +76,11 @@ def expected(*names: str) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def seeded(redis_server):
-    prefix = f"p{uuid.uuid4().hex[:8]}"
-    url = f"redis://{redis_server.host}:{redis_server.port}/13"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    filler = Filler(client, prefix)
-    for name, camera, start, seconds, people, mood in SESSIONS:
-        filler.session(camera, name, start, seconds, mood, mood, people=people, end=True)
-    env = {"REDIS_URL": url, "MOODSTREAM_REDIS_PREFIX": prefix}
-    try:
-        yield client, RedisKeys(prefix), env
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
-        client.close()
+    with redis_namespace(redis_server, 13) as (client, prefix, url):
+        filler = Filler(client, prefix)
+        for name, camera, start, seconds, people, mood in SESSIONS:
+            filler.session(camera, name, start, seconds, mood, mood, people=people, end=True)
+        yield client, RedisKeys(prefix), {"REDIS_URL": url, "MOODSTREAM_REDIS_PREFIX": prefix}
 
 
 # ---------------------------------------------------------------- periods
