@@ -134,7 +134,9 @@ class _SettleOnRevoke(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked):
         # Hand the pending work on before another member gets these partitions; no backoff
         # inside the rebalance: an unconfirmed hand-off is left uncommitted for the next owner.
-        self.loop.settle(self.loop.step.drain(), backoff=False)
+        # kafka-python 3 may call this on its IO thread, where a blocking commit raises
+        # ("Cannot block on net.run() from the IO thread"): the commit here is asynchronous.
+        self.loop.settle(self.loop.step.drain(), backoff=False, blocking=False)
         self.loop.assigned = self.loop.assigned - frozenset(revoked)
 
     def on_partitions_assigned(self, assigned):
@@ -200,14 +202,18 @@ class ConsumerLoop:
                    if (record.topic, record.partition) not in self.rewound)
         self.settle(self.step.process(records))
 
-    def settle(self, handoffs: Iterable[Handoff], backoff: bool = True) -> bool:
+    def settle(self, handoffs: Iterable[Handoff], backoff: bool = True,
+               blocking: bool = True) -> bool:
         """Confirm each hand-off, then commit it; an unconfirmed one is rewound instead (and
         waited after, with `backoff`). Returns whether every hand-off was confirmed."""
         confirmed = True
         for handoff in handoffs:
             if self.step.confirm(handoff):
                 self.backoff.reset()
-                self.commit(handoff)
+                if blocking:
+                    self.commit(handoff)
+                else:
+                    self.commit_in_background(handoff)
                 continue
             confirmed = False
             self.rewind(handoff.starts)
@@ -231,6 +237,29 @@ class ConsumerLoop:
             return
         self.counts["commits"] += 1
         self.step.committed(handoff)
+
+    def commit_in_background(self, handoff: Handoff) -> None:
+        """Send the commit without waiting for it (inside a rebalance). If it is lost, the
+        next owner re-reads those records; both consumers make a redelivery a no-op."""
+        if not handoff.offsets:
+            return
+        payload = {TopicPartition(t, p): OffsetAndMetadata(offset, "", -1)
+                   for (t, p), offset in handoff.offsets.items()}
+
+        def done(_offsets, response) -> None:
+            if isinstance(response, Exception):
+                self.counts["commit_failed"] += 1
+                log.warning("offset commit during a rebalance failed (%s); the records will be "
+                            "redelivered", type(response).__name__)
+
+        try:
+            self.consumer.commit_async(payload, callback=done)
+        except KafkaError as exc:
+            self.counts["commit_failed"] += 1
+            log.warning("offset commit during a rebalance failed (%s); the records will be "
+                        "redelivered", type(exc).__name__)
+            return
+        self.counts["commits_in_rebalance"] += 1
 
     def rewind(self, starts: dict[Partition, int]) -> None:
         owned = self.consumer.assignment()

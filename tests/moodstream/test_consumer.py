@@ -54,6 +54,12 @@ class FakeConsumer:
         if self.fail_commit:
             raise CommitFailedError("the group rebalanced")
 
+    def commit_async(self, offsets, callback=None):
+        self.events.append(("commit_async", {(tp.topic, tp.partition): o.offset
+                                             for tp, o in offsets.items()}))
+        if callback is not None:
+            callback(offsets, CommitFailedError("the group rebalanced") if self.fail_commit else None)
+
     def seek(self, tp, offset):
         self.events.append(("seek", (tp.topic, tp.partition), offset))
 
@@ -202,20 +208,37 @@ def test_the_consumer_is_closed_in_finally_when_process_raises():
 
 
 def test_revoke_hands_on_the_pending_work_and_commits_it_without_backoff():
+    """kafka-python 3 calls the listener on its IO thread, where a blocking commit raises
+    ("Cannot block on net.run() from the IO thread itself"): revoke commits asynchronously."""
     events: list = []
     step = ScriptedStep(events, per=10, refuse={7})
     loop = loop_for(step, events)
     loop.listener.on_partitions_assigned({TopicPartition(T, 0), TopicPartition(T, 1)})
     loop.take({TopicPartition(T, 0): [rec(1), rec(2)]})
     assert not [e for e in events if e[0] == "commit"]  # still batching
+
+    def blocking_commit_on_the_io_thread(offsets):
+        raise RuntimeError("Cannot block on net.run() from the IO thread itself.")
+    loop.consumer.commit = blocking_commit_on_the_io_thread
     loop.listener.on_partitions_revoked({TopicPartition(T, 0)})
-    assert events[-3:] == [("confirm", [1, 2]), ("commit", {(T, 0): 3}), ("committed", [1, 2])]
+    assert events[-2:] == [("confirm", [1, 2]), ("commit_async", {(T, 0): 3})]
+    assert loop.counts["commits_in_rebalance"] == 1 and not loop.counts["commit_failed"]
     assert loop.assigned == {TopicPartition(T, 1)}
     # an undeliverable batch at revoke: left uncommitted for the next owner, no waiting
     loop.take({TopicPartition(T, 1): [rec(7, 1)]})
     loop.listener.on_partitions_revoked({TopicPartition(T, 1)})
     assert events[-2:] == [("confirm", [7]), ("seek", (T, 1), 7)]
     assert loop.backoff.failures == 0 and not loop.assigned  # no backoff was drawn
+
+
+def test_a_commit_lost_in_the_rebalance_is_counted_not_fatal(caplog):
+    events: list = []
+    loop = loop_for(ScriptedStep(events, per=10), events, fail_commit=True)
+    loop.listener.on_partitions_assigned({TopicPartition(T, 0)})
+    loop.take({TopicPartition(T, 0): [rec(1)]})
+    loop.listener.on_partitions_revoked({TopicPartition(T, 0)})
+    assert events[-1] == ("commit_async", {(T, 0): 2})
+    assert loop.counts["commit_failed"] == 1 and "will be redelivered" in caplog.text
 
 
 def test_assignment_reaches_the_step_and_is_logged_by_the_listener_only(caplog):
