@@ -365,7 +365,10 @@ COMMANDS = {"demo": cmd_demo, "analyze": cmd_analyze, "report": cmd_report, "ses
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # SIGINT explicitly too: a shell starts background jobs (`cmd &`, CI runners) with SIGINT
+    # ignored, and Python then never turns Ctrl-C or `kill -INT` into KeyboardInterrupt.
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
     try:
         settings = CommonSettings.load()  # read once; the log level is one of them
         setup_logging(settings.log_level, "moodstream")

@@ -157,3 +157,27 @@ def test_sessions_lists_timestamps_no_calendar_holds(redis_server):
     assert lines["far-past"] == "cam-1\tinvalid-time(-1e+20)\tclosed"
     assert lines["forever"] == "cam-1\tinvalid-time(inf)\tclosed"
     assert lines["normal"] == "cam-1\t2023-11-14 22:13:20Z\tclosed"
+
+
+def test_sigint_stops_the_cli_even_when_it_started_with_sigint_ignored(tmp_path):
+    """A shell starts `moodstream demo &` (and CI runners their jobs) with SIGINT ignored;
+    Python then never raises KeyboardInterrupt, so the CLI installs its own handler."""
+    import signal
+    import time
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    env.update(XDG_RUNTIME_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "moodstream", "demo", "--port", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "http://" not in (proc.stdout.readline() or ""):
+            pass
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert err.rstrip().endswith("moodstream: stopped")
