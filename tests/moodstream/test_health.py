@@ -118,8 +118,10 @@ def becomes_ready(port: int, proc, what: str, timeout: float = 90) -> dict:
 
 
 @pytest.mark.integration
-def test_detector_is_ready_once_connected_assigned_and_model_loaded(stack_env):
-    proc, port = start(stack_env, "detector")
+def test_detector_is_ready_once_connected_assigned_and_model_loaded(stack_env, unique_prefix):
+    # A group of its own: the suite's earlier detectors (some killed on purpose) joined the
+    # default group on this shared broker, and a join waits for their sessions to expire.
+    proc, port = start(stack_env, "detector", MOODSTREAM_DETECTOR_GROUP_ID=f"{unique_prefix}.det")
     try:
         status, body = first_answer(port, proc, "detector")
         # The group join alone takes session_timeout/2 on Tansu: never ready at once.
