@@ -266,8 +266,7 @@ def redis_client(settings: CommonSettings, **overrides) -> redis.Redis | RedisCl
     except ValueError as exc:
         raise ServiceUnavailable(f"invalid REDIS_URL {redact(url)}: {exc}") from None
     if cluster is not None:  # a RedisCluster connects as it is made
-        first, more = cluster
-        return _retry("Redis", url, lambda: RedisCluster(url=first, startup_nodes=more, **config),
+        return _retry("Redis", url, lambda: redis_from_url(url, **config),
                       settings.connect_timeout_s)
     _retry("Redis", url, client.ping, settings.connect_timeout_s)
     return client
@@ -277,11 +276,12 @@ def redis_from_url(url: str, **config) -> redis.Redis | RedisCluster:
     """A client for a REDIS_URL, plain or ``redis+cluster://``, without retries: for
     callers (worker health) that must never wait on Redis. A cluster connects as it is
     made, so this may raise REDIS_ERRORS; a malformed URL raises ValueError."""
+    config.setdefault("decode_responses", True)
     cluster = cluster_url(url)
     if cluster is None:
-        return redis.Redis.from_url(url, decode_responses=True, **config)
+        return redis.Redis.from_url(url, **config)
     first, more = cluster
-    return RedisCluster(url=first, startup_nodes=more, decode_responses=True, **config)
+    return RedisCluster(url=first, startup_nodes=more, **config)
 
 
 def script_call(script: Script, keys: list, args: list) -> Callable:
