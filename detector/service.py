@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 STATS_EVERY_S = 30.0
 FLUSH_MARGIN_S = 5.0  # beyond delivery_timeout_ms, by which every send has its answer
+# Poll timeout while frames are in the pool: how late a finished frame may be noticed.
+PENDING_POLL_MS = 5
 
 
 def detector_producer(settings: DetectorSettings):
@@ -154,27 +156,55 @@ class DetectorService(Step):
 
     # --- the loop's hooks (moodstream.consumer.Step) ---
     def poll_timeout_ms(self) -> int:
-        return int(self.batch.wait_left_s() * 1000) if not self.batch.empty else 500
+        if self.batch.empty:
+            return 500
+        if self.batch.in_flight:  # a frame the pool finishes cannot wake a poll: look again soon
+            return PENDING_POLL_MS
+        return int(self.batch.wait_left_s() * 1000)
 
     def process(self, records) -> Iterator[Handoff]:
-        """One poll's records into batches; a batch that fills up is handed on at once."""
+        """One poll's records into the batch; its ready head is handed on as soon as it is
+        worth an inference call (see _ready_handoffs), the rest carried over."""
         for record in records:
             self.handle(record)
-            # Full; or, until the first detections are out, due by time: a backlog at
-            # start-up would otherwise show nothing before max_batch frames are done.
-            # Later batches fill up (LiteRT reallocates on every new batch size).
-            if self.batch.full or (self.batch.due and not self._delivered_once):
-                yield self._hand_off()
+            yield from self._ready_handoffs()
         yield from self.on_idle()
 
     def on_idle(self) -> list[Handoff]:
         if time.monotonic() >= self._next_stats:
             self.log_stats()
             self._next_stats = time.monotonic() + STATS_EVERY_S
-        return [self._hand_off()] if self.batch.due else []
+        return self._ready_handoffs()
+
+    def _ready_handoffs(self) -> list[Handoff]:
+        """The batch's ready head (frames the pool has finished, in input order), when it
+        holds max_batch crops, when the batch has waited max_wait_ms, or, until the first
+        detections are out, at once (a backlog at start-up would otherwise show nothing
+        for a while). Frames still in the pool stay for the next hand-off, so the pool
+        keeps working while this one is classified, sent and committed."""
+        batch = self.batch
+        if batch.empty:
+            return []
+        records, crops = batch.ready_head()
+        worth = crops >= batch.max_batch or batch.wait_left_s() <= 0 or not self._delivered_once
+        if not records or not worth:
+            return []
+        handoff = self._hand_off(batch.take_ready())
+        if batch.in_flight:  # handed on without waiting for these: the stall this avoids
+            self.counters["handoffs_with_frames_in_flight"] += 1
+        return [handoff]
 
     def drain(self) -> list[Handoff]:
-        return [] if self.batch.empty else [self._hand_off()]
+        """Everything pending, in-flight frames included (classify waits for them)."""
+        if self.batch.empty:
+            return []
+        batch, self.batch = self.batch, self._new_batch()
+        return [self._hand_off(batch)]
+
+    def on_rewind(self, partitions) -> None:
+        """A hand-off failed and these partitions were rewound: frames of theirs carried
+        over behind it are read again, so they must not be handed on (and committed) now."""
+        self.batch.drop(partitions)
 
     def confirm(self, handoff: Handoff) -> bool:
         """Every send of the batch acknowledged: count its detections (the loop commits).
@@ -272,10 +302,8 @@ class DetectorService(Step):
                         headers.session_id, headers.seq, str(exc)[:200])
             return None
 
-    def _hand_off(self) -> Handoff:
+    def _hand_off(self, batch: FrameBatch) -> Handoff:
         """Classify the batch and send its detections; confirm() learns if they arrived."""
-        batch = self.batch
-        self.batch = self._new_batch()
         sent = _Sent(batch)
         try:
             sent.messages = self._detections(batch)

@@ -23,7 +23,10 @@ The hooks (see `Step`):
 - `drain()` hands on whatever is pending; settled before partitions are revoked (so their
   next owner starts behind it) and when the loop stops;
 - `on_idle()` runs after a poll that returned nothing (timers, a batch due by time);
-- `on_assigned(partitions)` and `committed(handoff)` tell the step what happened.
+- `on_assigned(partitions)`, `committed(handoff)` and `on_rewind(partitions)` tell the
+  step what happened; after a rewind, work of those partitions that the step still holds
+  (records it carries over behind the failed hand-off) must not be handed on: the rewind
+  reads those records again.
 
 A partition revoked needs no rewind: its next owner starts from the last commit.
 """
@@ -90,6 +93,9 @@ class Step:
         pass
 
     def committed(self, handoff: Handoff) -> None:
+        pass
+
+    def on_rewind(self, partitions: frozenset) -> None:
         pass
 
 
@@ -217,6 +223,7 @@ class ConsumerLoop:
                 continue
             confirmed = False
             self.rewind(handoff.starts)
+            self.step.on_rewind(frozenset(handoff.starts))
             if backoff:
                 self.stop.wait(self.backoff.next_s())
         return confirmed
