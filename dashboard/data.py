@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import redis
 
+from dashboard.live_report import LiveReports
 from dashboard.settled_seconds import SettledSeconds
 from moodstream.clients import REDIS_ERRORS, run_pipeline, script_call
 from moodstream.emotions import EMOTIONS
@@ -208,6 +209,7 @@ class DashboardData:
         self._guard = threading.Lock()
         self._closed_reports: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._settled = SettledSeconds()
+        self._live_reports = LiveReports(client, keys)
 
     def shared(self, name: str, read: Callable[[], Any]) -> Any:
         """read()'s answer for this refresh interval, read once whatever the number of
@@ -415,6 +417,14 @@ class DashboardData:
         """The full session report; raises ReportError / SessionNotFound for bad ids."""
         return build_report(self.client, self.keys, session_id)
 
+    @_guarded
+    def _tick_report(self, session_id: str) -> dict[str, Any]:
+        """report(); the shared reader (cache_s > 0) reads an open session's seconds
+        incrementally (dashboard.live_report), to the same report."""
+        if self.cache_s <= 0:
+            return build_report(self.client, self.keys, session_id)
+        return self._live_reports.report(session_id)
+
     def shared_report(self, session_id: str) -> dict[str, Any]:
         """report(), read once per tick for every viewer of the session, and kept for good
         (the CLOSED_REPORTS most recent) once the session is closed: its data no longer
@@ -424,7 +434,7 @@ class DashboardData:
             if closed is not None:
                 self._closed_reports.move_to_end(session_id)
                 return closed
-        report = self.shared(f"report:{session_id}", lambda: self.report(session_id))
+        report = self.shared(f"report:{session_id}", lambda: self._tick_report(session_id))
         if report.get("status") == "closed":
             with self._guard:
                 self._closed_reports[session_id] = report

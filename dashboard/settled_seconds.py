@@ -7,6 +7,9 @@ tick for 100 cameras) and as many points built in Python. A second older than SE
 behind the camera's last applied frame is taken as final: the aggregator applies a late
 frame to its second only while the pipeline lags behind by less than that. What is kept is
 tied to (session, start, min_people): a new session, or a changed floor, reads afresh.
+
+The open sessions' drill-down (dashboard.live_report) keeps its report's seconds the same
+way, one entry per session, at most max_kept of them (the least recently read go first).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ Item = tuple[int, Any]  # (session second t, the reader's point for it)
 
 
 class SettledSeconds:
-    def __init__(self, settle_s: int = SETTLE_S):
-        self.settle_s = settle_s
+    def __init__(self, settle_s: int = SETTLE_S, max_kept: int | None = None):
+        self.settle_s, self.max_kept = settle_s, max_kept
         self._kept: dict[str, tuple[Hashable, list[Item]]] = {}
         self._lock = threading.Lock()
 
@@ -44,7 +47,10 @@ class SettledSeconds:
                 kept[-1][0] < fresh[0][0] else fresh
             settled = bisect.bisect_right(items, span.stop - 1 - self.settle_s,
                                           key=lambda item: item[0])
+            self._kept.pop(camera_id, None)  # re-inserted last: the most recently read
             self._kept[camera_id] = (key, items[:settled])
+            while self.max_kept is not None and len(self._kept) > self.max_kept:
+                del self._kept[next(iter(self._kept))]
         return items
 
     def retain(self, camera_ids: Iterable[str]) -> None:

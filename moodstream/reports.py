@@ -47,19 +47,22 @@ def _timeline(buckets: dict[int, dict[str, float]], tracks: dict[str, str]) -> l
     Only seconds with data: a report's size follows what was recorded, never the numeric
     range of offset_s (one frame at offset 2e5 once made a 37 MB summary). A second
     without frames (a gap in a live stream) has no entry."""
-    out = []
-    for t, b in sorted(buckets.items()):
-        faces = int(b.get("faces", 0))
-        out.append({
-            "t": t,
-            "frames": int(b.get("frames", 0)),
-            "faces": faces,
-            "people": int(tracks.get(str(t), 0)),
-            "sentiment": round(b.get("sentiment_sum", 0.0) / faces, 4) if faces else None,
-            "emotions": {e: round(b.get(f"p:{e}", 0.0) / faces, 4) if faces else 0.0
-                         for e in EMOTIONS},
-        })
-    return out
+    return [timeline_entry(t, b, tracks.get(str(t))) for t, b in sorted(buckets.items())]
+
+
+def timeline_entry(t: int, bucket: Mapping[str, float], people: str | int | None) -> dict[str, Any]:
+    """A report's entry for second t from its bucket (parse_buckets) and its distinct people
+    (bucket_tracks); the dashboard's incremental reader builds the same entries."""
+    faces = int(bucket.get("faces", 0))
+    return {
+        "t": t,
+        "frames": int(bucket.get("frames", 0)),
+        "faces": faces,
+        "people": int(people or 0),
+        "sentiment": round(bucket.get("sentiment_sum", 0.0) / faces, 4) if faces else None,
+        "emotions": {e: round(bucket.get(f"p:{e}", 0.0) / faces, 4) if faces else 0.0
+                     for e in EMOTIONS},
+    }
 
 
 def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
@@ -82,8 +85,16 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         if summary:  # buckets expired, the summary outlived them
             return json.loads(summary)
         raise SessionNotFound(f"no session {session_id!r} in Redis")
+    return assemble_report(session_id, meta, raw_totals, raw_alerts, people,
+                           _timeline(parse_buckets(raw_buckets), bucket_tracks), valence)
+
+
+def assemble_report(session_id: str, meta: Mapping[str, str], raw_totals: Mapping[str, str],
+                    raw_alerts: list[str], people: int, timeline: list[dict[str, Any]],
+                    valence: Mapping[str, float] = DEFAULT_VALENCE) -> dict[str, Any]:
+    """The report of a session from its meta, totals, alerts list, distinct people and
+    timeline entries (timeline_entry, ascending), as read from Redis."""
     totals = {k: float(v) for k, v in raw_totals.items()}
-    buckets = parse_buckets(raw_buckets)
     faces = int(totals.get("faces", 0))
     emotion_totals = {e: round(totals.get(f"p:{e}", 0.0), 4) for e in EMOTIONS}
     alerts = [json.loads(a) for a in raw_alerts]
@@ -95,7 +106,7 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         "status": meta.get("status", "open"),
         "started_at": _iso(meta.get("started_at")),
         "ended_at": _iso(meta.get("ended_at") or meta.get("last_seen")),
-        "duration_s": (max(buckets) + 1) if buckets else 0,
+        "duration_s": timeline[-1]["t"] + 1 if timeline else 0,
         "frames_processed": int(totals.get("frames", 0)),
         # Frames the detector dead-lettered (corrupt, oversized, ...): handled, not analysed.
         "skipped_frames": int(totals.get("skipped_frames", 0)),
@@ -109,7 +120,7 @@ def build_report(r: redis.Redis, keys: RedisKeys, session_id: str,
         # The weights the aggregator summed with (recorded in meta), else the caller's.
         "valence_weights": json.loads(meta["valence"]) if meta.get("valence") else dict(valence),
         "alerts": alerts,
-        "timeline": _timeline(buckets, bucket_tracks),
+        "timeline": timeline,
     }, min_people_of(meta))
 
 

@@ -57,13 +57,27 @@ class Filler:
         return Record(self.topics.control, event.to_bytes())
 
     def session(self, camera: str, session: str, started_at: float, seconds: int,
-                mood_start: float, mood_end: float, people: int = 2, end: bool = False) -> None:
-        """One session: start event, FPS frames a second (every 7th second without faces)."""
-        records = [self._control("session_start", camera, session, started_at,
-                                 source=f"rtsp://cams.example/{camera}")]
-        seq = 0
-        for t in range(seconds):
-            mood = mood_start + (mood_end - mood_start) * t / max(1, seconds - 1)
+                mood_start: float, mood_end: float, people: int = 2, end: bool = False,
+                min_people: int | None = None) -> None:
+        """One session: start event (with the camera file's min_people, if given), FPS
+        frames a second (every 7th second without faces)."""
+        self.aggregator.process([self._control("session_start", camera, session, started_at,
+                                               source=f"rtsp://cams.example/{camera}",
+                                               min_people=min_people)])
+        seq = self.frames(camera, session, started_at, range(seconds), mood_start, mood_end,
+                          people)
+        if end:
+            self.aggregator.process([self._control(
+                "session_end", camera, session, started_at + seconds, frames_published=seq,
+                reason="eof")])
+
+    def frames(self, camera: str, session: str, started_at: float, seconds: range,
+               mood_start: float, mood_end: float, people: int = 2, seq: int = 0) -> int:
+        """FPS detections a second of the session for each second t in seconds (every 7th
+        without faces), the first numbered seq; returns the next seq."""
+        records = []
+        for t in seconds:
+            mood = mood_start + (mood_end - mood_start) * t / max(1, seconds.stop - 1)
             for frame in range(FPS):
                 offset = t + frame / FPS
                 faces = [] if t % 7 == 6 else [
@@ -75,8 +89,6 @@ class Filler:
                                        frame_w=640, frame_h=360, faces=faces)
                 records.append(Record(self.topics.detections, msg.to_bytes()))
                 seq += 1
-        if end:
-            records.append(self._control("session_end", camera, session, started_at + seconds,
-                                         frames_published=seq, reason="eof"))
         for start in range(0, len(records), 100):  # consumer-sized batches
             self.aggregator.process(records[start:start + 100])
+        return seq
