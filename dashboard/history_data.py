@@ -15,7 +15,7 @@ aggregator rollup pass (30 s by default).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
@@ -26,6 +26,7 @@ from moodstream import history_figures as hf
 from moodstream.redis_keys import ROLLUP_FIELDS
 from moodstream.rollups import DAY_S, HOUR_S, hour_of
 from moodstream.schemas import valid_id
+from moodstream.suppression import min_people_of, too_few
 
 RANGES = {"hour": "Last hour", "today": "Today", "7d": "7 days", "30d": "30 days",
           "custom": "Custom"}
@@ -97,17 +98,37 @@ class HistoryView:
 
     range: HistoryRange
     series: dict[str, np.ndarray]  # SITE or a camera -> (hours, fields), one row per hour
-    comparison: dict[str, np.ndarray]  # camera -> (fields,) totals over the range
+    comparison: dict[str, np.ndarray]  # camera -> (days or hours, fields) over the range
+    floors: dict[str, int] = field(default_factory=dict)  # camera or SITE -> min_people
 
     @property
     def hours(self) -> list[datetime]:
         return [datetime.fromtimestamp(h, timezone.utc).replace(tzinfo=None)
                 for h in self.range.hours]
 
-    def total(self) -> np.ndarray:
-        """The range's totals over the shown series (the site, or the picked cameras)."""
-        return sum(rows.sum(axis=0) for rows in self.series.values()) if self.series \
+    def total(self, rated: bool = False) -> np.ndarray:
+        """The range's totals over the shown series (the site, or the picked cameras);
+        rated: only the hours whose sentiment may be shown count faces and sentiment."""
+        series = self.rated_series() if rated else self.series
+        return sum(rows.sum(axis=0) for rows in series.values()) if series \
             else np.zeros(len(ROLLUP_FIELDS))
+
+    def rated_series(self) -> dict[str, np.ndarray]:
+        return {label: rated(rows, self.floors.get(label, 1))
+                for label, rows in self.series.items()}
+
+
+def rated(rows: np.ndarray, floor: int) -> np.ndarray:
+    """rows with the faces and sentiment of every row built from fewer than floor distinct
+    people taken out, for sentiment only: those rows' sentiment is not shown, and adds
+    nothing to a mean (their counts stay in the rows themselves)."""
+    hidden = too_few(rows[:, F["people"]], floor)
+    if not np.any(hidden):
+        return rows
+    out = rows.copy()
+    out[hidden, F["faces"]] = 0.0
+    out[hidden, F["sentiment_sum"]] = 0.0
+    return out
 
 
 class HistoryData:
@@ -132,7 +153,13 @@ class HistoryData:
                 self.keys.rollup_site("hourly"), rng))}
         comparison = self._shared(f"history:compare:{rng.key}", rng,
                                   lambda: self._comparison(rng))
-        return HistoryView(rng, series, comparison)
+        floors = self.floors()
+        floors[SITE] = max(floors.values(), default=1)
+        return HistoryView(rng, series, comparison, floors)
+
+    def floors(self) -> dict[str, int]:
+        """Each rollup camera's min_people, from its live hash (read once per tick)."""
+        return dict(self.data.shared("history:min-people", self._floors))
 
     def _shared(self, name: str, rng: HistoryRange, read: Callable[[], object]):
         """One read per tick for every viewer of this range; a viewer whose custom range
@@ -143,6 +170,15 @@ class HistoryData:
     @_guarded
     def _cameras(self) -> list[str]:
         return sorted(c for c in self.client.smembers(self.keys.rollup_cameras) if valid_id(c))
+
+    @_guarded
+    def _floors(self) -> dict[str, int]:
+        cameras = self._cameras()
+        pipe = self.client.pipeline(transaction=False)
+        for camera in cameras:
+            pipe.hget(self.keys.camera_live(camera), "min_people")
+        return {camera: min_people_of({"min_people": raw})
+                for camera, raw in zip(cameras, pipe.execute())}
 
     @_guarded
     def _hours(self, key: str, rng: HistoryRange) -> np.ndarray:
@@ -156,7 +192,7 @@ class HistoryData:
         for camera in cameras:
             pipe.hmget(self.keys.rollup_daily(camera) if rng.by_day
                        else self.keys.rollup_hourly(camera), fields)
-        return {camera: _parse(packed, len(fields)).sum(axis=0)
+        return {camera: _parse(packed, len(fields))
                 for camera, packed in zip(cameras, pipe.execute())}
 
 
@@ -209,13 +245,18 @@ def range_label(rng: HistoryRange) -> str:
 
 def figures_for(view: HistoryView, theme: str) -> tuple:
     """(summary line, trend, sentiment heatmap, traffic heatmap, comparison) of a view."""
-    series = {label: (ratio(rows[:, F["sentiment_sum"]], rows[:, F["faces"]]),
+    shown = view.rated_series()  # min_people: hidden hours show and add no sentiment
+    series = {label: (ratio(shown[label][:, F["sentiment_sum"]], shown[label][:, F["faces"]]),
                       rows[:, F["people"]]) for label, rows in view.series.items()}
-    picked = sum(view.series.values())
-    heat_sentiment, heat_traffic = weekly_grid(view.range.hours, picked)
+    heat_sentiment, _ = weekly_grid(view.range.hours, sum(shown.values()))
+    _, heat_traffic = weekly_grid(view.range.hours, sum(view.series.values()))
     where = SITE.lower() if SITE in view.series else ", ".join(view.series)
-    compare = [(camera, _mean(t[F["sentiment_sum"]], t[F["faces"]]), t[F["people"]])
-               for camera, t in view.comparison.items() if t[F["frames"]] > 0]
+    compare = []
+    for camera, rows in view.comparison.items():
+        total, mood = rows.sum(axis=0), rated(rows, view.floors.get(camera, 1)).sum(axis=0)
+        if total[F["frames"]] > 0:
+            compare.append((camera, _mean(mood[F["sentiment_sum"]], mood[F["faces"]]),
+                            total[F["people"]]))
     return (
         summary_line(view),
         hf.history_trend(view.hours, series, f"Sentiment and people per hour · {where}",
@@ -227,12 +268,17 @@ def figures_for(view: HistoryView, theme: str) -> tuple:
 
 
 def summary_line(view: HistoryView) -> str:
-    total = view.total()
-    mean = _mean(total[F["sentiment_sum"]], total[F["faces"]])
+    total, mood = view.total(), view.total(rated=True)
+    mean = _mean(mood[F["sentiment_sum"]], mood[F["faces"]])
+    hidden = sum(int(np.count_nonzero(rows[:, F["faces"]] > shown[:, F["faces"]]))
+                 for rows, shown in zip(view.series.values(), view.rated_series().values()))
+    floor = max((view.floors.get(label, 1) for label in view.series), default=1)
     return (f"{range_label(view.range)} · {int(total[F['frames']]):,} frames · "
             f"{int(total[F['faces']]):,} faces · {int(total[F['people']]):,} people "
             f"(counted per hour) · mean sentiment "
-            f"{'—' if mean is None else format(mean, '+.2f')}")
+            f"{'—' if mean is None else format(mean, '+.2f')}"
+            + (f" · sentiment hidden in {hidden} h (fewer than {floor} people)"
+               if hidden else ""))
 
 
 def _mean(total: float, faces: float) -> float | None:

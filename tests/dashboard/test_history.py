@@ -18,7 +18,7 @@ import redis
 from dashboard.data import DashboardData, DataUnavailable
 from dashboard.history_data import (F, SITE, HistoryData, HistoryRange, RangeError,
                                     resolve_range, weekly_grid)
-from dashboard.history_data import figures_for
+from dashboard.history_data import figures_for, summary_line
 from moodstream import history_figures as hf
 from moodstream.embedded import free_port
 from moodstream.redis_keys import ROLLUP_FIELDS, RedisKeys, parse_rollup
@@ -91,12 +91,38 @@ def test_figures_for_a_view():
     rng = HistoryRange("hour", TODAY + 9 * HOUR_S, TODAY + 11 * HOUR_S)
     from dashboard.history_data import HistoryView
     view = HistoryView(rng, {SITE: np.array([row(), row(faces=0, sentiment_sum=0, people=0)])},
-                       {"cam-a": np.array(row()), "cam-b": np.array(row(frames=0))})
+                       {"cam-a": np.array([row()]), "cam-b": np.array([row(frames=0)])})
     summary, trend, heat_s, heat_t, compare = figures_for(view, "light")
     assert summary == ("2026-11-30 09:00 – 2026-11-30 10:59 UTC · 20 frames · 4 faces · "
                        "3 people (counted per hour) · mean sentiment +0.50")
     assert trend["data"][0]["y"][0] == 0.5 and np.isnan(trend["data"][0]["y"][1])
     assert compare["data"][0]["y"] == ["cam-a"]  # cam-b had no frames in the range
+
+
+def test_min_people_hides_the_sentiment_of_hours_with_fewer_people():
+    """cam-a asks 3 people: its 2-people hour shows no sentiment and adds none to the
+    heatmap, the comparison or the mean; every count stays."""
+    rng = HistoryRange("hour", TODAY + 9 * HOUR_S, TODAY + 11 * HOUR_S)
+    from dashboard.history_data import HistoryView
+    few, many = row(faces=4, sentiment_sum=-3.6, people=2), row(faces=6, sentiment_sum=3.0,
+                                                               people=4)
+    view = HistoryView(rng, {"cam-a": np.array([few, many])},
+                       {"cam-a": np.array([few, many]), "cam-b": np.array([few])},
+                       floors={"cam-a": 3, "cam-b": 1})
+    summary, trend, heat_s, heat_t, compare = figures_for(view, "light")
+    assert summary == ("2026-11-30 09:00 – 2026-11-30 10:59 UTC · 20 frames · 10 faces · "
+                       "6 people (counted per hour) · mean sentiment +0.50 · sentiment "
+                       "hidden in 1 h (fewer than 3 people)")
+    sentiment, people = trend["data"][0]["y"], trend["data"][1]["y"]
+    assert np.isnan(sentiment[0]) and sentiment[1] == 0.5 and list(people) == [2, 4]
+    assert np.isnan(heat_s["data"][0]["z"][0][9]) and heat_s["data"][0]["z"][0][10] == 0.5
+    assert heat_t["data"][0]["z"][0][9] == 2  # traffic is a count: shown
+    bars = compare["data"][0]
+    assert dict(zip(bars["y"], bars["x"])) == {"cam-a": 0.5, "cam-b": -0.9}  # cam-b: floor 1
+    alone = HistoryView(rng, {"cam-a": np.array([few])}, {}, floors={"cam-a": 3})
+    assert summary_line(alone).endswith("4 faces · 2 people (counted per hour) · mean "
+                                        "sentiment — · sentiment hidden in 1 h (fewer than "
+                                        "3 people)")
 
 
 # ---------------------------------------------------------------- real Valkey
@@ -138,11 +164,37 @@ def test_view_equals_the_rollups_in_redis(rolled):
     assert list(view.series) == ["cam-c", "cam-a"]
     assert view.series["cam-c"] == pytest.approx(
         rollup_rows(client, keys.rollup_hourly("cam-c"), month.hours))
-    for camera, totals in view.comparison.items():  # compared by day over 30 days
-        assert totals == pytest.approx(
-            rollup_rows(client, keys.rollup_daily(camera), month.days).sum(axis=0))
+    for camera, days in view.comparison.items():  # compared by day over 30 days
+        assert days == pytest.approx(
+            rollup_rows(client, keys.rollup_daily(camera), month.days))
     in_range = [h for h in PAST_HOURS if hour_of(time.time()) - h * HOUR_S >= month.start]
-    assert view.comparison["cam-c"][F["frames"]] == 100 * len(in_range)
+    assert view.comparison["cam-c"][:, F["frames"]].sum() == 100 * len(in_range)
+
+
+def test_a_cameras_min_people_hides_its_hours_of_fewer_people(rolled):
+    client, keys = rolled
+    client.hset(keys.camera_live("cam-c"), "min_people", 3)  # as the aggregator records it
+    try:
+        month = resolve_range("30d", time.time())
+        view = HistoryData(DashboardData(client, keys)).view(month, ("cam-c",))
+        assert view.floors["cam-c"] == 3 and view.floors[SITE] == 3
+        rows = rollup_rows(client, keys.rollup_hourly("cam-c"), month.hours)
+        few = (rows[:, F["faces"]] > 0) & (rows[:, F["people"]] < 3)
+        shown = (rows[:, F["faces"]] > 0) & ~few
+        assert few.any() and shown.any()  # the seeded hours hold 1 to 4 people
+        summary, trend, *_heat, compare = figures_for(view, "light")
+        sentiment = np.asarray(trend["data"][0]["y"], dtype=float)
+        assert np.isnan(sentiment[few]).all() and not np.isnan(sentiment[shown]).any()
+        mean = rows[shown, F["sentiment_sum"]].sum() / rows[shown, F["faces"]].sum()
+        assert f"mean sentiment {mean:+.2f} · sentiment hidden in {few.sum()} h" in summary
+        assert f"{int(rows[:, F['faces']].sum()):,} faces" in summary  # counts stay
+        days = rollup_rows(client, keys.rollup_daily("cam-c"), month.days)
+        rated_days = (days[:, F["people"]] >= 3)
+        bars = dict(zip(compare["data"][0]["y"], compare["data"][0]["x"]))
+        assert bars["cam-c"] == pytest.approx(days[rated_days, F["sentiment_sum"]].sum()
+                                              / days[rated_days, F["faces"]].sum())
+    finally:
+        client.delete(keys.camera_live("cam-c"))
 
 
 def _commands(client) -> int:

@@ -122,3 +122,37 @@ def test_history_page(browser, history_site, size):
     screenshot(browser, f"history-dark-{size}")
     browser.execute_script("document.querySelector('#theme-switch').click()")  # back to light
     assert_console_clean(browser)
+
+
+def test_history_hides_the_sentiment_of_hours_with_fewer_people_than_min_people(
+        browser, history_site):
+    base, client, keys = history_site
+    client.hset(keys.camera_live("cam-c"), "min_people", 3)  # as the aggregator records it
+    try:
+        viewport(browser, "1366x768")
+        browser.get_log("browser")
+        browser.get(base + "/history")
+        wait_for_summary(browser, "mean sentiment", "the page")
+        choose_range(browser, "30d")
+        browser.find_element(By.ID, "history-cameras").click()
+        option = wait_until(browser, lambda d: next((o for o in d.find_elements(
+            By.CSS_SELECTOR, "[role='option']") if o.text.strip() == "cam-c"), None), "cam-c")
+        option.click()
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+        rng = resolve_range("30d", time.time())
+        rows = np.array([parse_rollup(v) or [0.0] * len(ROLLUP_FIELDS)
+                         for v in client.hmget(keys.rollup_hourly("cam-c"), rng.hours)])
+        few = (rows[:, F["faces"]] > 0) & (rows[:, F["people"]] < 3)
+        assert few.any()
+        want = (f"{expected_summary(client, keys.rollup_hourly('cam-c'), '30d')} (counted "
+                f"per hour)")
+        wait_for_summary(browser, f"sentiment hidden in {few.sum()} h (fewer than 3 people)",
+                         "the hidden hours")
+        assert want in text_of(browser, "#history-summary")  # the counts stay
+        sentiment = np.array([np.nan if y is None else y
+                              for y in plot_data(browser, "history-trend")[0]["y"]], dtype=float)
+        shown = (rows[:, F["faces"]] > 0) & ~few
+        assert np.isnan(sentiment[few]).all() and not np.isnan(sentiment[shown]).any()
+        assert_console_clean(browser)
+    finally:
+        client.delete(keys.camera_live("cam-c"))
