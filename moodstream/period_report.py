@@ -14,6 +14,9 @@ sessions' means, and a timeline bucket's ``peak_people`` is the most distinct pe
 one second of it. What a session report hides under the camera's ``min_people``
 (moodstream.suppression) stays hidden: a suppressed session or second adds its frames and
 faces but nothing to the sentiment and emotions, and ``suppressed_sessions`` counts them.
+So every bucket's sentiment comes from seconds that each saw at least ``min_people`` (the
+largest floor of the period's sessions); a bucket with faces but none of them rated says
+so in its ``suppressed`` note.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from moodstream.emotions import EMOTIONS
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import ReportError, SessionNotFound, build_report
 from moodstream.schemas import valid_id
+from moodstream.suppression import suppressed_text
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -150,13 +154,14 @@ def build_period_report(r: redis.Redis, keys: RedisKeys, camera_id: str,
             reports.append((build_report(r, keys, sid), started))
         except SessionNotFound:  # expired between the index read and now
             continue
+    min_people = max((int(rep.get("min_people") or 1) for rep, _ in reports), default=1)
     return {
         "camera_id": camera_id, "period": period.kind, "label": period.label,
         "timezone": period.tz.key, "start": period.start.isoformat(),
-        "end": period.end.isoformat(),
+        "end": period.end.isoformat(), "min_people": min_people,
         **_totals([rep for rep, _ in reports]),
         "sessions": [_session_row(rep) for rep, _ in reports],
-        "timeline": _timeline(reports, period),
+        "timeline": _timeline(reports, period, min_people),
     }
 
 
@@ -188,8 +193,8 @@ def _session_row(report: Mapping[str, Any]) -> dict[str, Any]:
     return {**{f: report.get(f) for f in fields}, "alerts": len(report.get("alerts") or [])}
 
 
-def _timeline(reports: Sequence[tuple[Mapping[str, Any], float]],
-              period: Period) -> list[dict[str, Any]]:
+def _timeline(reports: Sequence[tuple[Mapping[str, Any], float]], period: Period,
+              min_people: int = 1) -> list[dict[str, Any]]:
     """Per bucket: frames, faces, peak people, face-weighted sentiment and emotion means."""
     starts = period.bucket_starts()
     end = period.end.timestamp()
@@ -211,11 +216,14 @@ def _timeline(reports: Sequence[tuple[Mapping[str, Any], float]],
                 acc["sentiment"] += row["sentiment"] * faces
                 for e in EMOTIONS:
                     acc[e] += (row["emotions"].get(e) or 0.0) * faces
-    return [_bucket(start, acc, period.tz) for start, acc in zip(starts, sums)]
+    return [_bucket(start, acc, period.tz, min_people) for start, acc in zip(starts, sums)]
 
 
-def _bucket(start: float, acc: Mapping[str, float], tz: ZoneInfo) -> dict[str, Any]:
+def _bucket(start: float, acc: Mapping[str, float], tz: ZoneInfo,
+            min_people: int) -> dict[str, Any]:
     faces, rated = acc["faces"], acc["rated"]
+    hidden = {"suppressed": suppressed_text(min_people)} if faces and not rated and \
+        min_people > 1 else {}
     return {
         # Local wall time without offset: charts and spreadsheets read it as is; the
         # report's "timezone" says which zone.
@@ -223,6 +231,7 @@ def _bucket(start: float, acc: Mapping[str, float], tz: ZoneInfo) -> dict[str, A
         "frames": acc["frames"], "faces": faces, "peak_people": acc["peak"],
         "sentiment": round(acc["sentiment"] / rated, 4) if rated else None,
         "emotions": {e: round(acc[e] / rated, 4) if rated else 0.0 for e in EMOTIONS},
+        **hidden,
     }
 
 

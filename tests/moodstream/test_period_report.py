@@ -338,7 +338,19 @@ def test_what_min_people_hides_in_a_session_stays_hidden_in_its_day(redis_server
         hours = {row["start"][11:13]: row for row in report["timeline"]}
         assert hours["08"]["frames"] == 60 and hours["08"]["faces"] > 0
         assert hours["08"]["sentiment"] is None  # suppressed seconds add no mood
+        assert hours["08"]["suppressed"] == "suppressed (fewer than 3 people)"
         assert hours["09"]["sentiment"] == pytest.approx(report["mean_sentiment"], abs=1e-3)
+        assert "suppressed" not in hours["09"] and report["min_people"] == 3
+        csv_rows = {row["start"][11:13]: row for row in csv.DictReader(
+            io.StringIO(render_period(report, "csv")))}
+        assert csv_rows["08"]["sentiment"] == "" and int(csv_rows["08"]["faces"]) > 0
+        assert float(csv_rows["09"]["sentiment"]) == pytest.approx(hours["09"]["sentiment"])
+        assert json.loads(render_period(report, "json"))["timeline"] == report["timeline"]
+        week = build_period_report(client, keys, "cam-m", parse_period(
+            week="%d-W%02d" % DAY.isocalendar()[:2]))
+        day = next(row for row in week["timeline"] if row["faces"])
+        assert day["sentiment"] == pytest.approx(hours["09"]["sentiment"], abs=1e-3)
+        assert "suppressed" not in day  # the day's rated seconds saw 3 people each
         page = render_period(report, "pdf")
         assert "Sessions hidden (min_people) 1" in "\n".join(
             p.extract_text() for p in pypdf.PdfReader(io.BytesIO(page)).pages)
