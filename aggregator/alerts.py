@@ -3,6 +3,10 @@
 Time is session time (offset_s: video time for files, wall time for live cameras), so a
 recorded file raises the same alerts however fast it is processed. Only frames that were
 newly applied feed the monitor: a redelivered message never moves an alert.
+
+Privacy (moodstream.suppression): a window that saw fewer distinct people (track ids) than
+the session's `min_people` has no mean, like one with too few faces: no alert opens on it,
+and none records its sentiment, so an alert never tells how one or two people felt.
 """
 
 from __future__ import annotations
@@ -11,16 +15,19 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import redis
 
 from moodstream.redis_keys import RedisKeys
 from moodstream.schemas import valid_id
+from moodstream.suppression import min_people_of, too_few
 
 log = logging.getLogger(__name__)
+FLOOR_REFRESH_S = 5.0
+MAX_FLOORS = 4096
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,11 @@ class AlertRule:
 @dataclass
 class _CameraState:
     session_id: str
-    window: deque = field(default_factory=deque)  # (offset_s, faces, sentiment_sum)
+    window: deque = field(default_factory=deque)  # (offset_s, faces, sentiment_sum, tracks)
     faces: int = 0
     sentiment_sum: float = 0.0
+    tracks: Counter = field(default_factory=Counter)  # track id -> its frames in the window
+    min_people: int = 1  # the session's floor (moodstream.suppression)
     breach_since: float | None = None
     clear_since: float | None = None
     cooldown_until: float = float("-inf")
@@ -47,17 +56,27 @@ class _CameraState:
     last_ts: float = float("-inf")  # newest capture_ts seen
     observed_at: float = 0.0  # monitor clock when a frame last reached this state
 
-    def push(self, offset_s: float, faces: int, sentiment_sum: float, window_s: float) -> None:
-        self.window.append((offset_s, faces, sentiment_sum))
+    def push(self, offset_s: float, faces: int, sentiment_sum: float, window_s: float,
+             tracks: tuple = ()) -> None:
+        self.window.append((offset_s, faces, sentiment_sum, tracks))
         self.faces += faces
         self.sentiment_sum += sentiment_sum
+        self.tracks.update(tracks)
         while self.window and self.window[0][0] <= offset_s - window_s:
-            _, old_faces, old_sum = self.window.popleft()
+            _, old_faces, old_sum, old_tracks = self.window.popleft()
             self.faces -= old_faces
             self.sentiment_sum -= old_sum
+            self.tracks.subtract(old_tracks)
+            for track in old_tracks:
+                if self.tracks[track] <= 0:
+                    del self.tracks[track]
 
     def mean(self, min_faces: int) -> float | None:
-        return self.sentiment_sum / self.faces if self.faces >= min_faces else None
+        """The window's mean sentiment; None with too few faces, or fewer distinct people
+        than min_people (the sentiment of so few is not shown, so no alert tells it)."""
+        if self.faces < min_faces or too_few(len(self.tracks), self.min_people):
+            return None
+        return self.sentiment_sum / self.faces
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,10 @@ class AlertMonitor:
         return events
 
     def observe(self, camera_id: str, session_id: str, offset_s: float, faces: int,
-                sentiment_sum: float, ts: float) -> list[AlertEvent]:
+                sentiment_sum: float, ts: float, tracks: Iterable[int | None] = (),
+                min_people: int = 1) -> list[AlertEvent]:
+        """One applied frame: its faces, their sentiment sum and track ids, and the
+        session's min_people."""
         events: list[AlertEvent] = []
         state = self.cameras.get(camera_id)
         if state is not None and state.session_id != session_id and ts < state.last_ts:
@@ -118,7 +140,9 @@ class AlertMonitor:
             state = self.cameras[camera_id] = _CameraState(session_id)
         state.last_ts = max(state.last_ts, ts)
         state.observed_at = self.clock()
-        state.push(offset_s, faces, sentiment_sum, rule.window_s)
+        state.min_people = min_people
+        state.push(offset_s, faces, sentiment_sum, rule.window_s,
+                   tuple(t for t in tracks if t is not None))
         mean = state.mean(rule.min_faces)
         if state.alert is None:
             event = self._maybe_open(state, camera_id, mean, offset_s, ts, rule)
@@ -184,6 +208,21 @@ class AlertStore:
     def __init__(self, client: redis.Redis, keys: RedisKeys, ttl_s: int,
                  notify: Callable[[AlertEvent], None] | None = None):
         self.r, self.keys, self.ttl_s, self.notify = client, keys, ttl_s, notify
+        self._floors: dict[str, tuple[int, float]] = {}  # session -> (min_people, read at)
+
+    def min_people(self, session_id: str, now: float | None = None) -> int:
+        """The session's min_people (its meta, as session_start recorded it), re-read at
+        most every FLOOR_REFRESH_S: a frame may come before its session_start."""
+        now = time.monotonic() if now is None else now
+        cached = self._floors.get(session_id)
+        if cached is not None and now - cached[1] < FLOOR_REFRESH_S:
+            return cached[0]
+        floor = min_people_of({"min_people": self.r.hget(self.keys.meta(session_id),
+                                                          "min_people")})
+        if len(self._floors) >= MAX_FLOORS:
+            self._floors.clear()  # sessions come and go: start over rather than grow
+        self._floors[session_id] = (floor, now)
+        return floor
 
     def load_open(self) -> list[dict]:
         """Alerts left open by a previous run; an unreadable entry is dropped, not fatal."""

@@ -170,8 +170,10 @@ class Aggregator:
             if not item.applied or item.message.skipped:
                 continue
             msg = item.message
-            for event in self.monitor.observe(msg.camera_id, msg.session_id, msg.offset_s,
-                                              len(msg.faces), item.sentiment_sum, msg.capture_ts):
+            for event in self.monitor.observe(
+                    msg.camera_id, msg.session_id, msg.offset_s, len(msg.faces),
+                    item.sentiment_sum, msg.capture_ts, [f.track_id for f in msg.faces],
+                    self.alert_store.min_people(msg.session_id)):  # moodstream.suppression
                 self.alert_store.write(event)
                 self.counters.alerts_opened += event.kind == "opened"
 
