@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ SHUTDOWN_ORDER = ("ingest", "detector", "aggregator", "dashboard")
 # Workers that read Kafka and keep positions (in memory, and as the group's committed
 # offsets) that mean nothing on a broker restarted empty: they start over with it.
 CONSUMER_KINDS = ("detector", "aggregator")
+_SERVER_TITLES = {"tansu": "Kafka-compatible broker (Tansu)", "valkey": "Redis-compatible server (Valkey)"}
 # A run id in the launcher's own environment must not be shared by every ingest it starts.
 PER_CHILD_ENV = ("MOODSTREAM_INGEST_RUN_ID", "MOODSTREAM_INGEST_SOURCE")
 
@@ -133,22 +135,27 @@ class Stack:
         self.stop()
 
     def _start_servers(self) -> None:
-        updates = {}
+        """The embedded servers that no URL names, started side by side (each start waits
+        for its port: one after the other, their waits added up on the way to the first
+        detection)."""
+        servers = {}
         if not self.settings.kafka_bootstrap_servers:
-            kafka = self._start_server(EmbeddedKafka())
-            updates["kafka_bootstrap_servers"] = kafka.bootstrap
-            log.info("embedded Kafka-compatible broker (Tansu) on %s", kafka.bootstrap)
+            servers["kafka_bootstrap_servers"] = EmbeddedKafka()
         if not self.settings.redis_url:
             # appendfsync always: whatever Redis acknowledged survives a crash of Valkey.
-            redis_server = self._start_server(EmbeddedRedis(appendfsync="always"))
-            updates["redis_url"] = redis_server.url
-            log.info("embedded Redis-compatible server (Valkey) on %s", redis_server.url)
+            servers["redis_url"] = EmbeddedRedis(appendfsync="always")
+        for server in servers.values():
+            self._embedded.append(server)
+            self._server_crashes[server.name] = CrashHistory(self.settings)
+        with ThreadPoolExecutor(max(1, len(servers))) as pool:
+            for started in [pool.submit(server.start) for server in servers.values()]:
+                started.result()  # EmbeddedServerError: stop() ends the other one too
+        updates = {}
+        for field_name, server in servers.items():
+            updates[field_name] = address = (server.bootstrap if isinstance(server, EmbeddedKafka)
+                                             else server.url)
+            log.info("embedded %s on %s", _SERVER_TITLES[server.name], address)
         self.settings = self.settings.model_copy(update=updates)
-
-    def _start_server(self, server):
-        self._embedded.append(server)
-        self._server_crashes[server.name] = CrashHistory(self.settings)
-        return server.start()
 
     def child_env(self, service: Service | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in PER_CHILD_ENV}

@@ -293,3 +293,18 @@ def test_backoff_doubles_up_to_its_cap_and_resets():
     assert [backoff.next_s() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     backoff.reset()
     assert backoff.next_s() == 0.5
+
+
+class RewindNotedStep(ScriptedStep):
+    def on_rewind(self, partitions) -> None:
+        self.events.append(("on_rewind", sorted(partitions)))
+
+
+def test_a_failed_confirm_tells_the_step_which_partitions_to_forget():
+    """A step that carries records over behind a hand-off (the detector's frames still in
+    its pool) learns which partitions were rewound, so it does not hand those on too."""
+    events: list = []
+    loop = loop_for(RewindNotedStep(events, refuse={5}), events, owned=[(T, 0)])
+    loop.take({TopicPartition(T, 0): [rec(5), rec(6)]})
+    assert events[-2:] == [("seek", (T, 0), 5), ("on_rewind", [(T, 0)])]
+    assert not [e for e in events if e[0] == "commit"]
