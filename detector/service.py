@@ -62,6 +62,9 @@ STATS_EVERY_S = 30.0
 FLUSH_MARGIN_S = 5.0  # beyond delivery_timeout_ms, by which every send has its answer
 # Poll timeout while frames are in the pool: how late a finished frame may be noticed.
 PENDING_POLL_MS = 5
+# Poll timeout with nothing pending: how late a stop (SIGTERM) is noticed, since a poll
+# cannot be interrupted; at 500 ms `analyze` waited ~0.3 s on average for its detector.
+IDLE_POLL_MS = 100
 
 
 def detector_producer(settings: DetectorSettings):
@@ -157,7 +160,7 @@ class DetectorService(Step):
     # --- the loop's hooks (moodstream.consumer.Step) ---
     def poll_timeout_ms(self) -> int:
         if self.batch.empty:
-            return 500
+            return IDLE_POLL_MS
         if self.batch.in_flight:  # a frame the pool finishes cannot wake a poll: look again soon
             return PENDING_POLL_MS
         return int(self.batch.wait_left_s() * 1000)
