@@ -280,8 +280,11 @@ class FrameReader(threading.Thread):
         last_media = -1.0
         pass_index = 0
         while not self.stop.is_set():
-            ok, image = capture.read()
-            if not ok or image is None:
+            # grab() now, retrieve() (the colour conversion, ~0.7 ms of 3.7 per 720p frame)
+            # only for a frame the sampler keeps: a 25 fps camera sampled at 5 fps
+            # converts a fifth of its frames.
+            ok = capture.grab()
+            if not ok:
                 if not self.live and pass_index:
                     # Next loop starts one frame after the last one of this pass.
                     step = 1.0 / native_fps if native_fps > 0 else 0.04
@@ -300,6 +303,9 @@ class FrameReader(threading.Thread):
             pass_index += 1
             self._on_read()
             if self._sampler.keep(media_s):
+                ok, image = capture.retrieve()
+                if not ok or image is None:  # grabbed but not decodable: that frame only
+                    continue
                 self._hand_on(image, media_s, self._capture_time(capture))
         return "stopped"
 

@@ -51,3 +51,27 @@ def test_two_file_cameras_in_one_process_each_get_a_session(kafka_server, unique
     assert ends == decodable == {cam: ingest.counts(cam).read for cam in ("a", "b")}
     per_camera = {key.decode(): sum(1 for k, _, _ in got.frames if k == key) for key in (b"a", b"b")}
     assert per_camera == decodable
+
+
+def test_a_sampled_file_converts_only_the_frames_it_keeps(kafka_server, unique_prefix, monkeypatch):
+    """Every frame is grabbed (decoded), but only a kept one is retrieved (converted to
+    BGR): a camera sampled at a fraction of its rate pays the conversion for that fraction."""
+    import cv2
+    retrieved = []
+    real_capture = cv2.VideoCapture
+
+    class CountingCapture:
+        def __init__(self, *args):
+            self._capture = real_capture(*args)
+
+        def __getattr__(self, name):
+            return getattr(self._capture, name)
+
+        def retrieve(self, *args):
+            retrieved.append(1)
+            return self._capture.retrieve(*args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", CountingCapture)
+    got, _span_s, counts = ingest_file(kafka_server, unique_prefix, PacingMode.FAST, 10)
+    assert (counts.read, len(got.frames)) == (72, 24)
+    assert len(retrieved) == 24
