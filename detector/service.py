@@ -174,22 +174,27 @@ class DetectorService(Step):
         yield from self.on_idle()
 
     def on_idle(self) -> list[Handoff]:
+        """After each poll: the ready head also goes out when nothing is left in the pool,
+        since waiting for more crops then only adds latency (a CPU classifies at about the
+        same cost per face whatever the batch)."""
         if time.monotonic() >= self._next_stats:
             self.log_stats()
             self._next_stats = time.monotonic() + STATS_EVERY_S
-        return self._ready_handoffs()
+        return self._ready_handoffs(settled=not self.batch.in_flight)
 
-    def _ready_handoffs(self) -> list[Handoff]:
+    def _ready_handoffs(self, settled: bool = False) -> list[Handoff]:
         """The batch's ready head (frames the pool has finished, in input order), when it
-        holds max_batch crops, when the batch has waited max_wait_ms, or, until the first
-        detections are out, at once (a backlog at start-up would otherwise show nothing
-        for a while). Frames still in the pool stay for the next hand-off, so the pool
-        keeps working while this one is classified, sent and committed."""
+        holds max_batch crops, when the batch has waited max_wait_ms, when `settled` (no
+        frame left in the pool) or, until the first detections are out, at once (a backlog
+        at start-up would otherwise show nothing for a while). Frames still in the pool stay
+        for the next hand-off, so the pool keeps working while this one is classified, sent
+        and committed."""
         batch = self.batch
         if batch.empty:
             return []
         records, crops = batch.ready_head()
-        worth = crops >= batch.max_batch or batch.wait_left_s() <= 0 or not self._delivered_once
+        worth = (settled or crops >= batch.max_batch or batch.wait_left_s() <= 0
+                 or not self._delivered_once)
         if not records or not worth:
             return []
         handoff = self._hand_off(batch.take_ready())

@@ -58,18 +58,46 @@ def record(grey: int, offset: int, partition: int = 0, camera: str | None = None
                            headers=headers.to_kafka(), timestamp=None)
 
 
-@pytest.fixture
-def gated(emotion_model):
+def gated_service(model, max_wait_ms: float) -> tuple[DetectorService, GatedDetector]:
     detector = GatedDetector()
-    settings = DetectorSettings.load(max_wait_ms=0)  # hand on whatever is ready
-    pipeline = FramePipeline(detector, emotion_model, Trackers(), max_batch=64, threads=2)
+    settings = DetectorSettings.load(max_wait_ms=max_wait_ms)
+    pipeline = FramePipeline(detector, model, Trackers(), max_batch=64, threads=2)
     service = DetectorService(settings, pipeline)
     service.loop.attach(Consumer())
     service.producer = Producer()
     service.new_producer, service.loop.backoff = Producer, Backoff(0.0, 0.0)
+    return service, detector
+
+
+@pytest.fixture
+def gated(emotion_model):
+    service, detector = gated_service(emotion_model, max_wait_ms=0)  # whatever is ready
     yield service, detector
     detector.open(*GatedDetector.GREYS)
-    pipeline.close()
+    service.pipeline.close()
+
+
+def test_a_ready_head_waits_for_the_window_only_while_frames_are_in_the_pool(emotion_model):
+    """Live frames trickle in: once the pool is idle, waiting for more crops would only
+    add latency, so the head goes out at the end of the poll; while another frame is
+    being detected the batching window holds it."""
+    service, detector = gated_service(emotion_model, max_wait_ms=10_000)
+    service._delivered_once = True  # past the start-up rule (first detections at once)
+    try:
+        detector.open(40)
+        service.handle(record(40, 5))
+        service.handle(record(120, 6))  # in the pool
+        wait_done(service, 1)
+        idle(service)
+        assert service.producer.detections() == []  # the window holds offset 5
+        detector.open(120)
+        wait_done(service, 2)
+        idle(service)  # nothing in the pool: both go out at once
+        assert [m.seq for m in service.producer.detections()] == [5, 6]
+        assert service.consumer.commits == [{(FRAMES, 0): 7}]
+    finally:
+        detector.open(*GatedDetector.GREYS)
+        service.pipeline.close()
 
 
 def wait_done(service: DetectorService, count: int) -> None:
