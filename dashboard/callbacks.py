@@ -36,12 +36,15 @@ def _day_start(value: str | None) -> float | None:
     return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
 
 
-def session_filter(camera, start_date, end_date, min_s, max_s) -> SessionFilter:
-    """The sessions page's filter widgets' values -> a SessionFilter (dates are UTC days)."""
+def session_filter(camera, start_date, end_date, min_s, max_s,
+                   order: str | None = None) -> SessionFilter:
+    """The sessions page's filter widgets' values -> a SessionFilter (dates are UTC days;
+    order "oldest" lists the oldest sessions first, anything else the newest)."""
     end = _day_start(end_date)
     return SessionFilter(camera_id=camera or None, start_ts=_day_start(start_date),
                          end_ts=end + timedelta(days=1).total_seconds() if end is not None else None,
-                         min_sentiment=min_s, max_sentiment=max_s)
+                         min_sentiment=min_s, max_sentiment=max_s,
+                         oldest_first=order == "oldest")
 
 
 def register(app: Dash, data: DashboardData, settings, pages) -> None:

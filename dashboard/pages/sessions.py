@@ -1,6 +1,7 @@
-"""/sessions: every session, newest first, filtered by camera, start date and mean sentiment,
-PAGE_SIZE rows a page. Only the page shown is read (DashboardData.sessions_page: a range of
-the sessions index), once per tick and query for every viewer."""
+"""/sessions: every session, newest (or oldest) first by start time, filtered by camera,
+start date and mean sentiment, PAGE_SIZE rows a page. Only the page shown is read
+(DashboardData.sessions_page: a range of the sessions index), once per tick and query for
+every viewer."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dashboard.data import DashboardData, DataUnavailable
 
 _FILTERS = (Input("filter-camera", "value"), Input("filter-dates", "start_date"),
             Input("filter-dates", "end_date"), Input("filter-min", "value"),
-            Input("filter-max", "value"))
+            Input("filter-max", "value"), Input("sessions-order", "value"))
 _PAGER_BUTTON = "btn btn-outline-secondary btn-sm"
 
 
@@ -37,6 +38,10 @@ def layout(**_kwargs) -> html.Div:
             _filter("Max mean sentiment", dcc.Input(
                 id="filter-max", type="number", min=-1, max=1, step="any",
                 placeholder="-1 … 1", debounce=True)),
+            _filter("Order", dcc.Dropdown(
+                id="sessions-order", value="newest", clearable=False, searchable=False,
+                options=[{"label": "Newest first", "value": "newest"},
+                         {"label": "Oldest first", "value": "oldest"}]), "11em"),
         ]),
         dcc.Store(id="sessions-page-no", data=0),
         html.Div(id="sessions-table"),
@@ -70,13 +75,13 @@ def register(app: Dash, data: DashboardData, settings) -> None:
                   Output("sessions-next", "disabled"),
                   Input("tick", "n_intervals"), *_FILTERS, Input("sessions-page-no", "data"),
                   State("filter-camera", "options"))
-    def sessions(_n, camera, start_date, end_date, min_s, max_s, page, shown_cameras):
+    def sessions(_n, camera, start_date, end_date, min_s, max_s, order, page, shown_cameras):
         page = min(last_page, max(0, int(page or 0)))
         try:
             cameras = sorted(data.shared_camera_ids())
             rows, more = data.sessions_page(
-                session_filter(camera, start_date, end_date, min_s, max_s), page, PAGE_SIZE,
-                scan=4 * limit)
+                session_filter(camera, start_date, end_date, min_s, max_s, order), page,
+                PAGE_SIZE, scan=4 * limit)
         except DataUnavailable:
             raise PreventUpdate from None
         # Same options: leave the dropdown alone so an open menu does not flicker each tick.

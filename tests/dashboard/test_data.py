@@ -90,6 +90,10 @@ def test_sessions_filters(store):
     sour = data.sessions(SessionFilter(max_sentiment=-0.01))
     assert "live-a" in [r.session_id for r in sour] and "old-a" not in [r.session_id for r in sour]
     assert len(data.sessions(limit=2)) == 2
+    oldest = data.sessions(SessionFilter(oldest_first=True))
+    assert [r.session_id for r in oldest] == ["old-a", "gone-c", "live-a", "live-b"]
+    assert [r.session_id for r in data.sessions(SessionFilter(
+        camera_id="cam-a", oldest_first=True), limit=1, offset=1)] == ["live-a"]
 
 
 def test_active_sessions_leave_out_closed_ones(store):

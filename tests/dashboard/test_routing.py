@@ -44,3 +44,5 @@ def test_session_filter_from_widget_values():
     assert (flt.camera_id, flt.start_ts, flt.end_ts) == ("cam-a", day, day + 2 * 86400)
     assert (flt.min_sentiment, flt.max_sentiment) == (-0.5, None)
     assert session_filter(None, None, None, None, None).start_ts is None
+    assert not flt.oldest_first and session_filter(None, None, None, None, None,
+                                                   "oldest").oldest_first

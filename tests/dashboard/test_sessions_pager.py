@@ -1,0 +1,99 @@
+"""The Sessions page's server-side pager and order in headless Chromium at 1366×768 and
+1920×1080, served by `python -m dashboard` against a real Valkey filled by the aggregator's
+own apply code with more sessions than one page holds: each page's rows, in order, are the
+sessions index's (read straight from Redis), newer/older buttons enable and disable at the
+ends, and "Oldest first" turns the order around from page 1."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from dashboard.callbacks import SESSIONS_PAGE_SIZE as PAGE
+from moodstream.redis_keys import RedisKeys
+from tests.conftest import redis_namespace
+from tests.dashboard.conftest import dashboard_process
+from tests.dashboard.redis_fill import Filler
+from tests.dashboard.test_browser import assert_console_clean, text_of, wait_until
+from tests.dashboard.test_pages import screenshot, viewport
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
+SESSIONS = PAGE + 12  # two pages: a full one and a short one
+
+
+@pytest.fixture(scope="module")
+def many_sessions(redis_server):
+    with redis_namespace(redis_server, 10) as (client, prefix, url):
+        filler, now = Filler(client, prefix), time.time()
+        for i in range(SESSIONS):  # an hour apart, on three cameras, each two seconds long
+            filler.session(f"cam-{i % 3}", f"pg-{i:03d}", now - (SESSIONS - i) * 3600, 2,
+                           0.5, 0.5, end=True)
+        env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix,
+                   PYTHONUNBUFFERED="1")
+        with dashboard_process(env) as (base, _proc):
+            yield base, client, RedisKeys(prefix)
+
+
+def shown_ids(driver) -> list[str]:
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#sessions tbody tr td:first-child'))"
+        ".map(td => td.textContent.trim())")
+
+
+def wait_for_page(driver, label: str, ids: list[str], what: str) -> None:
+    wait_until(driver, lambda d: text_of(d, "#sessions-page-label") == label
+               and shown_ids(d) == ids, what)
+
+
+def press(driver, css: str) -> None:
+    """Scroll the control into view and click it (a DOM click: with the emulated viewport,
+    chromedriver computes click points off the window's own size)."""
+    driver.execute_script("const el = document.querySelector(arguments[0]);"
+                          "el.scrollIntoView({block: 'center'}); el.click();", css)
+
+
+def choose_order(driver, label: str) -> None:
+    driver.find_element(By.ID, "sessions-order").click()  # dcc.Dropdown: a listbox button
+    wait_until(driver, lambda d: next((o for o in d.find_elements(
+        By.CSS_SELECTOR, "[role='option']") if o.text.strip() == label), None), label).click()
+
+
+def disabled(driver, button: str) -> bool:
+    return driver.find_element(By.ID, button).get_attribute("disabled") is not None
+
+
+@pytest.mark.parametrize("size", ["1366x768", "1920x1080"])
+def test_pages_and_order_follow_the_sessions_index(browser, many_sessions, size):
+    base, client, keys = many_sessions
+    newest = client.zrevrange(keys.sessions, 0, -1)  # what the index holds, newest first
+    assert len(newest) == SESSIONS
+    viewport(browser, size)
+    browser.get_log("browser")
+    browser.get(base + "/sessions")
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", newest[:PAGE], "page 1")
+    assert disabled(browser, "sessions-prev") and not disabled(browser, "sessions-next")
+    screenshot(browser, f"sessions-pager-{size}")
+
+    press(browser, "#sessions-next")
+    wait_for_page(browser, f"page 2 · sessions {PAGE + 1}–{SESSIONS}", newest[PAGE:], "page 2")
+    wait_until(browser, lambda d: disabled(d, "sessions-next"), "the last page's next off")
+    assert not disabled(browser, "sessions-prev")
+
+    press(browser, "#sessions-prev")
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", newest[:PAGE], "back to page 1")
+
+    press(browser, "#sessions-next")  # then a new order: page 1 again
+    wait_for_page(browser, f"page 2 · sessions {PAGE + 1}–{SESSIONS}", newest[PAGE:], "page 2")
+    choose_order(browser, "Oldest first")
+    oldest = client.zrange(keys.sessions, 0, -1)
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", oldest[:PAGE], "oldest first")
+    press(browser, "#sessions-next")
+    wait_for_page(browser, f"page 2 · sessions {PAGE + 1}–{SESSIONS}", oldest[PAGE:],
+                  "oldest first, page 2")
+    started = [float(client.zscore(keys.sessions, s)) for s in oldest[PAGE:]]
+    assert started == sorted(started)
+    choose_order(browser, "Newest first")
+    assert_console_clean(browser)
