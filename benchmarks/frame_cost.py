@@ -3,11 +3,13 @@
     .venv/bin/python -m benchmarks.frame_cost [--clip PATH ...] [--frames 120]
 
 For every clip (default: the generated 720p crowd clip of benchmarks.e2e_bench and the
-shared single_face_smile), each stage is timed on the calling thread with
-time.thread_time() (CPU seconds of this thread only, so a busy machine inflates it far
-less than wall time) over the first --frames frames:
+shared single_face_smile), each stage is timed with time.process_time() (CPU seconds of
+this process, the video decoder's and the model runtime's own threads included; the
+stages run one at a time, so each reading is that stage's alone; a busy machine inflates
+CPU time far less than wall time) over the first --frames frames:
 
   ingest:   video decode (cv2.VideoCapture.read), resize to 1280 wide, JPEG encode (q85)
+            (a sampled live camera also grabs, without converting, each frame it skips)
   detector: JPEG decode, face detection at the adaptive width (the service's default) and
             at the full detection width (640), face crops, the emotion model per face
             (one batched call per frame's faces, as a 64-crop batch costs per face)
@@ -35,9 +37,9 @@ STAGES = ("read", "resize", "encode", "decode", "detect", "detect_full", "crops"
 
 
 def _cpu_ms(fn, *args):
-    start = time.thread_time()
+    start = time.process_time()
     result = fn(*args)
-    return result, (time.thread_time() - start) * 1000.0
+    return result, (time.process_time() - start) * 1000.0
 
 
 def measure(clip: Path, frames: int) -> dict:
