@@ -140,7 +140,8 @@ def build_config(file: str | None, overrides: list[str], **explicit: Any) -> Tra
         raise ConfigError(f"ema={cfg.ema}: the EMA momentum must be within [0, 1)")
     if cfg.init_from.startswith("run:"):
         from training.cache import cache_root
-        cfg.init_from = str(cache_root() / "runs" / cfg.init_from[4:] / "best.keras")
+        run_name, _, checkpoint = cfg.init_from[4:].partition("/")  # run:NAME[/FILE]
+        cfg.init_from = str(cache_root() / "runs" / run_name / (checkpoint or "best.keras"))
     if cfg.init_from and not Path(cfg.init_from).expanduser().is_file():
         raise ConfigError(f"init_from: no checkpoint at {cfg.init_from}")
     if not cfg.run_dir:

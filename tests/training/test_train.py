@@ -79,6 +79,18 @@ def test_config_rejects_a_bad_ema_or_missing_checkpoint(tmp_path):
         build_config(None, [f"init_from={tmp_path / 'none.keras'}"], data=["x"])
 
 
+def test_init_from_names_a_run_and_optionally_its_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    run = tmp_path / "moodstream" / "runs" / "stage2"
+    run.mkdir(parents=True)
+    for name in ("best.keras", "epoch-31.keras"):
+        (run / name).write_bytes(b"checkpoint")
+    assert build_config(None, ["init_from=run:stage2"], data=["x"]).init_from == \
+        str(run / "best.keras")
+    assert build_config(None, ["init_from=run:stage2/epoch-31.keras"], data=["x"]).init_from == \
+        str(run / "epoch-31.keras")
+
+
 def test_learning_rate_schedules():
     stages = build_config(None, ["stages=[[0.001, 2], [0.0001, 1]]"], data=["x"])
     assert [learning_rate_at(stages, e) for e in range(4)] == [0.001, 0.001, 0.0001, 0.0001]
