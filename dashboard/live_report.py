@@ -9,10 +9,12 @@ the last SETTLE_S seconds behind that frame, plus what is new) once it has read 
 The report is assembled by the same code as build_report (reports.timeline_entry,
 reports.assemble_report), so page and download show the same numbers.
 
-The newest second is the camera's live `offset_s` while the camera's live hash is on this
-session (the aggregator moves it with every newer frame). Any other case (an ended or
-closed session, a camera that moved on to a newer session, a span too long to walk) is
-read in full by build_report.
+Which seconds to read: up to the newest applied one, taken as the larger of the camera's
+live `offset_s` (while its live hash is on this session: the aggregator moves it with every
+newer frame) and the wall time since the session started at its newest frame (`last_seen`
+- `started_at`: a live camera's session time), plus PROBE_S more seconds, so a frame that
+runs ahead of both is read too. Any other case (an ending or closed session, no newest
+second, a span too long to walk) is read in full by build_report.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import redis
 
+from dashboard.redis_values import _float, _timestamp
 from dashboard.settled_seconds import SettledSeconds
 from moodstream.clients import run_pipeline, script_call
 from moodstream.redis_keys import BUCKET_NAMES, RedisKeys
@@ -61,6 +64,7 @@ end
 return table.concat(out, ';')
 """
 CHUNK_S = 3600  # seconds one script call walks: a few ms of Redis time at most
+PROBE_S = 60  # seconds read past the newest known one (empty ones cost a nil HMGET)
 MAX_WALK_S = 6 * 3600  # a longer open session is read in full (HGETALL scales with data)
 SESSIONS_KEPT = 16  # open sessions whose settled seconds are kept between ticks
 
@@ -81,36 +85,37 @@ class LiveReports:
         newest = self._newest_second(session_id, meta)
         if newest is None:
             return build_report(self.client, self.keys, session_id)
+        # What settles is counted from the newest known second; the read goes PROBE_S past it.
         span, key = range(0, newest + 1), meta.get("started_at")
         first = self._settled.first_unread(session_id, key, span)
+        stop = newest + 1 + PROBE_S
         k = self.keys
         replies = run_pipeline(self.client, [
             lambda p: p.hgetall(k.totals(session_id)),
             lambda p: p.lrange(k.alerts(session_id), 0, -1),
             lambda p: p.scard(k.tracks(session_id)),
             *(script_call(self._script, [k.buckets(session_id), k.bucket_tracks(session_id)],
-                          [lo, min(lo + CHUNK_S, span.stop) - 1, CHUNK_S + 1,
+                          [lo, min(lo + CHUNK_S, stop) - 1, CHUNK_S + 1,
                            ",".join(BUCKET_NAMES), int(MAX_OFFSET_S)])
-              for lo in range(first, span.stop, CHUNK_S))])
+              for lo in range(first, stop, CHUNK_S))])
         totals, alerts, people, *packed = replies
-        fresh = _items(range(first, span.stop), ";".join(packed))
+        fresh = _items(range(first, stop), ";".join(packed))
         items = self._settled.merge(session_id, key, span, fresh)
         timeline = [entry for _t, entry in items if entry is not None]
         return assemble_report(session_id, meta, totals, alerts, people, timeline)
 
     def _newest_second(self, session_id: str, meta: dict[str, str]) -> int | None:
-        """The newest applied second of an open session whose camera is on it; else None."""
+        """The newest applied second of an open session, as far as Redis tells; None when
+        it does not (or the session is not open)."""
         if not meta or meta.get("status") != "open" or not valid_id(meta.get("camera_id")):
             return None
         current, offset = self.client.hmget(self.keys.camera_live(meta["camera_id"]),
                                             "session_id", "offset_s")
-        try:
-            newest = int(float(offset)) if current == session_id else None
-        except (TypeError, ValueError):
-            return None
-        if newest is None or not 0 <= newest <= min(MAX_OFFSET_S, MAX_WALK_S):
-            return None
-        return newest
+        started, last_seen = _timestamp(meta.get("started_at")), _timestamp(meta.get("last_seen"))
+        known = [_float(offset) if current == session_id else None,
+                 last_seen - started if started is not None and last_seen is not None else None]
+        known = [int(t) for t in known if t is not None and t >= 0]
+        return max(known) if known and max(known) <= MAX_WALK_S else None
 
 
 def _items(seconds: range, packed: str) -> list[Item]:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from dashboard.data import DashboardData
-from dashboard.live_report import SECONDS_SCRIPT, LiveReports
+from dashboard.live_report import PROBE_S, SECONDS_SCRIPT, LiveReports
 from dashboard.settled_seconds import SETTLE_S, SettledSeconds
 from moodstream.redis_keys import BUCKET_NAMES, RedisKeys
 from moodstream.reports import build_report
@@ -53,20 +53,33 @@ def test_an_open_session_reads_only_its_unsettled_seconds_and_matches_a_full_rea
         read = hmget_calls(client) - before
         assert incremental == build_report(client, keys, "live-a")
         assert incremental["duration_s"] == first + 10
-        assert read <= SETTLE_S + 10 + 2  # the unsettled minute and the new seconds, once
+        # The unsettled minute, the new seconds and the probe past the newest, once each.
+        assert read <= SETTLE_S + 10 + PROBE_S + 2
+
+
+def test_a_session_its_camera_moved_on_from_is_bounded_by_its_newest_frame(filled):
+    filler, client, keys = filled
+    filler.session("cam-c", "old-c", NOW - 800, 200, 0.2, 0.3)
+    filler.session("cam-c", "new-c", NOW - 100, 40, -0.2, 0.3)  # the live hash is on new-c
+    reports = LiveReports(client, keys)
+    assert reports.report("old-c") == build_report(client, keys, "old-c")
+    filler.frames("cam-c", "old-c", NOW - 800, range(200, 203), 0.9, 0.9, seq=400)  # late
+    before = hmget_calls(client)
+    assert reports.report("old-c") == build_report(client, keys, "old-c")
+    assert hmget_calls(client) - before <= SETTLE_S + 3 + PROBE_S + 2
 
 
 def test_sessions_it_cannot_bound_are_read_in_full(filled):
     filler, client, keys = filled
     filler.session("cam-b", "done-b", NOW - 900, 40, 0.2, 0.3, end=True)
-    filler.session("cam-c", "old-c", NOW - 800, 40, 0.2, 0.3)
-    filler.session("cam-c", "new-c", NOW - 100, 40, -0.2, 0.3)  # the camera moved on
+    filler.session("cam-e", "far-e", NOW - 100, 40, -0.2, 0.3)
     reports = LiveReports(client, keys)
-    for session in ("done-b", "old-c", "new-c"):
-        for _tick in range(2):
-            assert reports.report(session) == build_report(client, keys, session)
-    client.hset(keys.camera_live("cam-c"), "offset_s", "1e300")  # not a second to walk to
-    assert reports.report("new-c") == build_report(client, keys, "new-c")
+    for _tick in range(2):
+        assert reports.report("done-b") == build_report(client, keys, "done-b")
+    client.hset(keys.camera_live("cam-e"), "offset_s", "1e300")  # not a second to walk to
+    before = hmget_calls(client)
+    assert reports.report("far-e") == build_report(client, keys, "far-e")
+    assert hmget_calls(client) - before <= 1  # the live hash's: the buckets by HGETALL
 
 
 def test_min_people_hides_the_same_seconds_as_the_full_report(filled):
