@@ -126,3 +126,28 @@ def test_settled_seconds_keep_at_most_max_kept_owners_least_recent_first():
     assert settled.first_unread("a", "k", range(0, 10)) == 9
     assert settled.first_unread("c", "k", range(0, 10)) == 9
     assert settled.first_unread("b", "k", range(0, 10)) == 0
+
+
+@pytest.mark.slow
+def test_on_a_redis_cluster_each_session_is_read_from_its_own_node(unique_prefix):
+    """The script's two keys share the session's hash tag; sessions on all three nodes."""
+    from dashboard.__main__ import dashboard_redis
+    from moodstream.settings import CommonSettings
+    from tests.moodstream.redis_cluster import LocalRedisCluster
+    from tests.moodstream.test_redis_cluster import SESSIONS, node_of
+
+    assert sorted(node_of(f"sess:{s}") for s in SESSIONS) == [0, 1, 2]
+    with LocalRedisCluster(3) as cluster:
+        client = dashboard_redis(CommonSettings.load(redis_url=cluster.url))
+        keys, filler = RedisKeys(unique_prefix), Filler(client, unique_prefix)
+        reports = LiveReports(client, keys)
+        for session, camera in SESSIONS.items():
+            filler.session(camera, session, NOW - 120, 120, 0.4, -0.4)
+        for session, camera in SESSIONS.items():
+            assert reports.report(session) == build_report(client, keys, session)
+            started = client.hget(keys.meta(session), "started_at")  # read incrementally:
+            assert reports._settled.first_unread(session, started, range(120)) == 120 - SETTLE_S
+            filler.frames(camera, session, NOW - 120, range(120, 125), 0.1, 0.1,
+                          seq=120 * FPS)
+            assert reports.report(session) == build_report(client, keys, session)
+        client.close()
