@@ -10,6 +10,12 @@ What a view costs Redis: the "all cameras" series is one HMGET on the site's hou
 each selected camera one HMGET on its own; the camera comparison one HMGET per camera on
 the daily hashes (hourly for ranges under two days). Rollups change at most once per
 aggregator rollup pass (30 s by default).
+
+Privacy (moodstream.suppression): an hour, or a day of the comparison, whose rollup counts
+fewer distinct people than its camera's `min_people` shows no sentiment and adds none to the
+heatmap, the comparison or the summary's mean; its frames, faces and people still count.
+A camera's floor is the `min_people` in its live hash (1 once that hash has expired); the
+site's series uses the largest floor of any camera.
 """
 
 from __future__ import annotations
@@ -106,14 +112,15 @@ class HistoryView:
         return [datetime.fromtimestamp(h, timezone.utc).replace(tzinfo=None)
                 for h in self.range.hours]
 
-    def total(self, rated: bool = False) -> np.ndarray:
-        """The range's totals over the shown series (the site, or the picked cameras);
-        rated: only the hours whose sentiment may be shown count faces and sentiment."""
-        series = self.rated_series() if rated else self.series
+    def total(self, series: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The range's totals over the shown series (the site, or the picked cameras), or
+        over `series` (rated_series())."""
+        series = self.series if series is None else series
         return sum(rows.sum(axis=0) for rows in series.values()) if series \
             else np.zeros(len(ROLLUP_FIELDS))
 
     def rated_series(self) -> dict[str, np.ndarray]:
+        """The series with each label's hours of too few people taken out (rated)."""
         return {label: rated(rows, self.floors.get(label, 1))
                 for label, rows in self.series.items()}
 
@@ -268,10 +275,11 @@ def figures_for(view: HistoryView, theme: str) -> tuple:
 
 
 def summary_line(view: HistoryView) -> str:
-    total, mood = view.total(), view.total(rated=True)
+    shown = view.rated_series()
+    total, mood = view.total(), view.total(shown)
     mean = _mean(mood[F["sentiment_sum"]], mood[F["faces"]])
-    hidden = sum(int(np.count_nonzero(rows[:, F["faces"]] > shown[:, F["faces"]]))
-                 for rows, shown in zip(view.series.values(), view.rated_series().values()))
+    hidden = sum(int(np.count_nonzero(rows[:, F["faces"]] > shown[label][:, F["faces"]]))
+                 for label, rows in view.series.items())
     floor = max((view.floors.get(label, 1) for label in view.series), default=1)
     return (f"{range_label(view.range)} · {int(total[F['frames']]):,} frames · "
             f"{int(total[F['faces']]):,} faces · {int(total[F['people']]):,} people "
