@@ -27,7 +27,7 @@ from dashboard.live_data import (LIVE_SERIES_S, MAX_TREND_SECONDS, TREND_SCRIPT,
                                  LiveReads, LiveSnapshot)
 from dashboard.live_report import LiveReports
 from dashboard.redis_values import DataUnavailable, _float, _guarded, _int, _timestamp, utc
-from dashboard.sessions_data import SessionFilter, SessionReads, SessionRow
+from dashboard.sessions_data import ClosedRows, SessionFilter, SessionReads, SessionRow
 from dashboard.settled_seconds import SettledSeconds
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
@@ -59,6 +59,7 @@ class DashboardData(LiveReads, SessionReads):
         self._closed_reports: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._settled = SettledSeconds()
         self._live_reports = LiveReports(client, keys)
+        self.closed_rows = ClosedRows()  # closed sessions' rows, for column sorts
 
     def shared(self, name: str, read: Callable[[], Any]) -> Any:
         """read()'s answer for this refresh interval, read once whatever the number of

@@ -1,11 +1,25 @@
 """The sessions page's reads: rows of the session index (a range of it, or chunks of it
 under a camera or sentiment filter), the active sessions, and min_people on their means. A
-mixin of dashboard.data.DashboardData, which provides client, keys and shared()."""
+mixin of dashboard.data.DashboardData, which provides client, keys, shared() and
+closed_rows (a ClosedRows).
+
+Column sorts (mean sentiment, faces, frames, duration) have no index: the aggregator keeps
+only the start-time one, and an index per column would still have to be cut to the page's
+date range and merged with the open sessions, whose numbers move every second. So a sorted
+page reads the window of the date range, its newest `scan` sessions, once per tick for every
+viewer, drops the rows the other filters refuse, and sorts them. A closed session's row no
+longer changes, so it is read once and kept (ClosedRows): a tick re-reads only the open
+sessions of the window. Where the range holds more than `scan` sessions the sort covers the
+newest of them, and SortedPage says so (capped) for the page to tell its user.
+"""
 
 from __future__ import annotations
 
+import collections
 import json
+import threading
 from dataclasses import dataclass, replace
+from typing import Callable, Iterable
 
 from dashboard.redis_values import _float, _guarded, _int, _iso_ts, _timestamp
 from moodstream.schemas import valid_id
@@ -55,6 +69,94 @@ class SessionFilter:
         return self.max_sentiment is None or row.mean_sentiment <= self.max_sentiment
 
 
+def _duration(row: SessionRow) -> float | None:
+    if row.started_at is None or row.ended_at is None:
+        return None
+    return row.ended_at - row.started_at
+
+
+@dataclass(frozen=True)
+class ColumnSort:
+    label: str
+    column: Callable[[SessionRow], float | None]
+    descending: bool
+
+    def apply(self, rows: list[SessionRow]) -> list[SessionRow]:
+        """rows sorted on the column, rows without a value (no faces, sentiment hidden by
+        min_people, no end yet) last either way; ties keep the rows' order (newest first)."""
+        sign = -1 if self.descending else 1
+        def key(row: SessionRow) -> tuple[bool, float]:
+            value = self.column(row)
+            return value is None, 0.0 if value is None else sign * value
+        return sorted(rows, key=key)
+
+
+# The Sessions page's orders: by start time (a range of the index) or by a column (a window).
+START_ORDERS = {"newest": "Newest first", "oldest": "Oldest first"}
+COLUMN_SORTS = {
+    "sentiment-asc": ColumnSort("Lowest mean sentiment", lambda r: r.mean_sentiment, False),
+    "sentiment-desc": ColumnSort("Highest mean sentiment", lambda r: r.mean_sentiment, True),
+    "faces-desc": ColumnSort("Most faces", lambda r: r.faces, True),
+    "faces-asc": ColumnSort("Fewest faces", lambda r: r.faces, False),
+    "frames-desc": ColumnSort("Most frames", lambda r: r.frames, True),
+    "frames-asc": ColumnSort("Fewest frames", lambda r: r.frames, False),
+    "duration-desc": ColumnSort("Longest", _duration, True),
+    "duration-asc": ColumnSort("Shortest", _duration, False),
+}
+
+
+@dataclass(frozen=True)
+class SortedPage:
+    rows: list[SessionRow]
+    more: bool  # another page follows
+    matched: int  # rows of the window that pass the filters
+    window: int  # sessions of the date range read: its newest
+    in_range: int  # sessions of the date range in the index
+
+    @property
+    def capped(self) -> bool:
+        """True when the range holds sessions older than the window: not sorted with it."""
+        return self.in_range > self.window
+
+
+def sort_note(sort: SortedPage, order: str) -> str:
+    """The Sessions page's line on what a column sort covered: all the range's sessions, or only its newest (capped)."""
+    what = f"{COLUMN_SORTS[order].label} first"
+    if sort.capped:
+        return (f"{what}, sorted among the newest {sort.window:,} of the {sort.in_range:,} "
+                "sessions in this date range: narrow the dates to sort them all.")
+    return f"{what}, among all {sort.matched:,} matching sessions."
+
+
+# Closed sessions' rows kept between ticks: 4 x the largest session_list_limit (a window).
+CLOSED_ROWS = 40_000
+
+
+class ClosedRows:
+    """Rows of closed sessions, which no longer change, kept (least recently used out)."""
+
+    def __init__(self, size: int = CLOSED_ROWS):
+        self.size = size
+        self._rows: collections.OrderedDict[str, SessionRow] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ids: Iterable[str]) -> dict[str, SessionRow]:
+        with self._lock:
+            found = {s: self._rows[s] for s in ids if s in self._rows}
+            for session_id in found:
+                self._rows.move_to_end(session_id)
+            return found
+
+    def keep(self, rows: Iterable[SessionRow]) -> None:
+        with self._lock:
+            for row in rows:
+                if row.status == "closed":
+                    self._rows[row.session_id] = row
+                    self._rows.move_to_end(row.session_id)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+
 class SessionReads:
     """Session rows of the index and of the active set (mixed into DashboardData)."""
 
@@ -86,9 +188,47 @@ class SessionReads:
             return rows[:size], len(rows) > size
         return self.shared(f"sessions:{flt!r}:{page}:{size}", read)
 
+    def sorted_page(self, flt: SessionFilter, sort: str, page: int, size: int,
+                    scan: int) -> SortedPage:
+        """Page `page` of the sessions that pass flt, sorted by COLUMN_SORTS[sort], among the
+        newest scan sessions of flt's date range; read and sorted once per tick for every
+        viewer of the query."""
+        column = COLUMN_SORTS[sort]
+        def read() -> tuple[list[SessionRow], int, int]:
+            rows, window, in_range = self._sort_window(flt, scan)
+            return column.apply(rows), window, in_range
+        rows, window, in_range = self.shared(f"sorted:{_window_filter(flt)!r}:{sort}:{scan}",
+                                             read)
+        start = page * size
+        return SortedPage(rows[start:start + size], len(rows) > start + size, len(rows),
+                          window, in_range)
+
+    @_guarded
+    def _sort_window(self, flt: SessionFilter, scan: int) -> tuple[list[SessionRow], int, int]:
+        """The rows of the newest scan sessions of flt's date range that pass flt, newest
+        first, how many sessions were read and how many the range holds; shared per tick
+        by every sort of the same filters."""
+        flt = _window_filter(flt)
+        low, high = _score_range(flt)
+        def read() -> tuple[list[SessionRow], int, int]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrevrangebyscore(self.keys.sessions, high, low, start=0, num=scan)
+            pipe.zcount(self.keys.sessions, low, high)
+            ids, in_range = pipe.execute()
+            rows = self._rows_keeping_closed([s for s in ids if valid_id(s)])
+            return [row for row in rows if flt.accepts(row)], len(ids), in_range
+        return self.shared(f"sort-window:{flt!r}:{scan}", read)
+
+    def _rows_keeping_closed(self, ids: list[str]) -> list[SessionRow]:
+        """_session_rows(ids), a closed session's row read once (closed_rows)."""
+        known = self.closed_rows.get(ids)
+        fresh = self._session_rows([s for s in ids if s not in known])
+        self.closed_rows.keep(fresh)
+        known.update((row.session_id, row) for row in fresh)
+        return [known[s] for s in ids if s in known]
+
     def _session_ids(self, flt: SessionFilter, start: int, num: int) -> list[str]:
-        low = "-inf" if flt.start_ts is None else flt.start_ts
-        high = "+inf" if flt.end_ts is None else f"({flt.end_ts}"  # "(" = exclusive
+        low, high = _score_range(flt)
         if flt.oldest_first:
             ids = self.client.zrangebyscore(self.keys.sessions, low, high, start=start, num=num)
         else:
@@ -148,6 +288,18 @@ class SessionReads:
                           _iso_ts(summary.get("started_at")), _iso_ts(summary.get("ended_at")),
                           _int(summary.get("frames_processed")), _int(summary.get("faces_detected")),
                           _float(summary.get("mean_sentiment")))
+
+def _score_range(flt: SessionFilter) -> tuple[float | str, float | str]:
+    """flt's start dates as a ZRANGEBYSCORE (min, max) of the sessions index."""
+    low = "-inf" if flt.start_ts is None else flt.start_ts
+    high = "+inf" if flt.end_ts is None else f"({flt.end_ts}"  # "(" = exclusive
+    return low, high
+
+
+def _window_filter(flt: SessionFilter) -> SessionFilter:
+    """flt as a sorted page's window reads it: the newest of the range, whatever the order."""
+    return replace(flt, oldest_first=False)
+
 
 def _session_row(session_id: str, meta: dict, totals: dict) -> SessionRow:
     faces = _int(totals.get("faces"))

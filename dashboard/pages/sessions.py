@@ -1,7 +1,9 @@
-"""/sessions: every session, newest (or oldest) first by start time, filtered by camera,
-start date and mean sentiment, PAGE_SIZE rows a page. Only the page shown is read
-(DashboardData.sessions_page: a range of the sessions index), once per tick and query for
-every viewer."""
+"""/sessions: every session, filtered by camera, start date and mean sentiment, PAGE_SIZE rows
+a page, newest (or oldest) first by start time or sorted by a column: mean sentiment, faces,
+frames or duration. By start time only the page shown is read (DashboardData.sessions_page: a
+range of the sessions index); a column sort reads the newest sessions of the date range, at
+most 4 x session_list_limit, and sorts them (DashboardData.sorted_page), and the page says when
+the range held more. Either is read once per tick and query for every viewer."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ from dash.exceptions import PreventUpdate
 from dashboard import layout as ui
 from dashboard.callbacks import SESSIONS_PAGE_SIZE as PAGE_SIZE, session_filter
 from dashboard.data import DashboardData, DataUnavailable
+from dashboard.sessions_data import COLUMN_SORTS, START_ORDERS, sort_note
 
 _FILTERS = (Input("filter-camera", "value"), Input("filter-dates", "start_date"),
             Input("filter-dates", "end_date"), Input("filter-min", "value"),
             Input("filter-max", "value"), Input("sessions-order", "value"))
 _PAGER_BUTTON = "btn btn-outline-secondary btn-sm"
+ORDER_OPTIONS = [{"label": label, "value": value} for value, label in START_ORDERS.items()] + \
+    [{"label": sort.label, "value": value} for value, sort in COLUMN_SORTS.items()]
 
 
 def _filter(label: str, control, width: str = "12em") -> html.Div:
@@ -40,10 +45,10 @@ def layout(**_kwargs) -> html.Div:
                 placeholder="-1 … 1", debounce=True)),
             _filter("Order", dcc.Dropdown(
                 id="sessions-order", value="newest", clearable=False, searchable=False,
-                options=[{"label": "Newest first", "value": "newest"},
-                         {"label": "Oldest first", "value": "oldest"}]), "11em"),
+                options=ORDER_OPTIONS), "14em"),
         ]),
         dcc.Store(id="sessions-page-no", data=0),
+        html.Div(id="sessions-sort-note", className="text-body-secondary small my-2"),
         html.Div(id="sessions-table"),
         html.Div(className="pager d-flex gap-2 align-items-center my-3", children=[
             html.Button("← Newer", id="sessions-prev", className=_PAGER_BUTTON, disabled=True),
@@ -72,21 +77,29 @@ def register(app: Dash, data: DashboardData, settings) -> None:
 
     @app.callback(Output("filter-camera", "options"), Output("sessions-table", "children"),
                   Output("sessions-page-label", "children"), Output("sessions-prev", "disabled"),
-                  Output("sessions-next", "disabled"),
+                  Output("sessions-next", "disabled"), Output("sessions-sort-note", "children"),
+                  Output("sessions-prev", "children"), Output("sessions-next", "children"),
                   Input("tick", "n_intervals"), *_FILTERS, Input("sessions-page-no", "data"),
                   State("filter-camera", "options"))
     def sessions(_n, camera, start_date, end_date, min_s, max_s, order, page, shown_cameras):
         page = min(last_page, max(0, int(page or 0)))
+        flt = session_filter(camera, start_date, end_date, min_s, max_s, order)
         try:
             cameras = sorted(data.shared_camera_ids())
-            rows, more = data.sessions_page(
-                session_filter(camera, start_date, end_date, min_s, max_s, order), page,
-                PAGE_SIZE, scan=4 * limit)
+            if order in COLUMN_SORTS:
+                sort = data.sorted_page(flt, order, page, PAGE_SIZE, scan=4 * limit)
+                rows, more, note = sort.rows, sort.more, sort_note(sort, order)
+            else:
+                rows, more = data.sessions_page(flt, page, PAGE_SIZE, scan=4 * limit)
+                note = ""
         except DataUnavailable:
             raise PreventUpdate from None
         # Same options: leave the dropdown alone so an open menu does not flicker each tick.
         options = no_update if shown_cameras == cameras else cameras
         label = f"page {page + 1}" + (f" · sessions {page * PAGE_SIZE + 1}–"
                                       f"{page * PAGE_SIZE + len(rows)}" if rows else "")
+        by_time = order not in COLUMN_SORTS
         return (options, ui.sessions_table(rows), label, page == 0,
-                not more or page >= last_page)
+                not more or page >= last_page, note, "← Newer" if by_time else "← Previous",
+                "Older →" if by_time else "Next →")
+
