@@ -28,6 +28,7 @@ import random
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,13 @@ def page_calls(live_session: str) -> dict[str, list[tuple[str, dict]]]:
     return {
         "overview": [("overview-state", dict(tick, **{"trend-window.value": 300}))],
         "sessions": [("sessions-table", tick)],
+        # A column sort reads the range's newest 2,000 sessions (4 x session_list_limit) once
+        # and keeps the closed ones' rows: the first tick is the cold one.
+        "sessions (lowest sentiment first, all dates)": [("sessions-table", dict(
+            tick, **{"sessions-order.value": "sentiment-asc"}))],
+        "sessions (lowest sentiment first, last 3 days)": [("sessions-table", dict(
+            tick, **{"sessions-order.value": "sentiment-asc",
+                     "filter-dates.start_date": _utc_day(time.time() - 2 * DAY_S)}))],
         "history (today, site)": [("history-summary", {"history-range.value": "today"})],
         "history (7 days, site)": [("history-summary", {"history-range.value": "7d"})],
         "history (30 days, site)": [("history-summary", {"history-range.value": "30d"})],
@@ -185,6 +193,10 @@ def page_calls(live_session: str) -> dict[str, list[tuple[str, dict]]]:
         "session drill-down (live, 1 h)": [("session-title", dict(
             tick, **{"url.pathname": f"/session/{live_session}"}))],
     }
+
+
+def _utc_day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).date().isoformat()
 
 
 def commands(client: redis.Redis) -> int:
