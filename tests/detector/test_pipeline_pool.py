@@ -9,6 +9,7 @@ run the model at another (zero-padded) batch size; each message rounds to 5 deci
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -235,7 +236,8 @@ def test_decode_threads_setting(monkeypatch):
 def test_the_detector_process_with_a_pool_sends_the_sequential_detections(
         stack_env, yunet, card_model, tmp_path):
     """Real broker, real detector process (2 decode threads): two cameras' frames come
-    back once each, in order per camera, equal to the in-process sequential path's."""
+    back once each, in order per camera, equal to the in-process sequential path's, and
+    the detector handed frames on while others were still being detected."""
     from tests.detector.test_service import read_topic, stop
     topics = Topics(stack_env["MOODSTREAM_TOPIC_PREFIX"])
     settings = CommonSettings.load(kafka_bootstrap_servers=stack_env["KAFKA_BOOTSTRAP_SERVERS"],
@@ -260,6 +262,9 @@ def test_the_detector_process_with_a_pool_sends_the_sequential_detections(
     finally:
         code, _ = stop(proc)
     assert code == 0, log.read_text()[-2000:]
+    # Frames went out while later ones were still in the pool: no stall at each hand-off.
+    carried = re.findall(r"handoffs_with_frames_in_flight=(\d+)", log.read_text())
+    assert carried and int(carried[-1]) > 0, log.read_text()[-2000:]
     received = [DetectionMessage.from_bytes(r.value) for r in records]
     sequential = run(pipeline_for(yunet, card_model, 1), items)
     for camera in ("door", "street"):
