@@ -94,8 +94,8 @@ class ColumnSort:
 # The Sessions page's orders: by start time (a range of the index) or by a column (a window).
 START_ORDERS = {"newest": "Newest first", "oldest": "Oldest first"}
 COLUMN_SORTS = {
-    "sentiment-asc": ColumnSort("Lowest mean sentiment", lambda r: r.mean_sentiment, False),
-    "sentiment-desc": ColumnSort("Highest mean sentiment", lambda r: r.mean_sentiment, True),
+    "sentiment-asc": ColumnSort("Lowest sentiment", lambda r: r.mean_sentiment, False),
+    "sentiment-desc": ColumnSort("Highest sentiment", lambda r: r.mean_sentiment, True),
     "faces-desc": ColumnSort("Most faces", lambda r: r.faces, True),
     "faces-asc": ColumnSort("Fewest faces", lambda r: r.faces, False),
     "frames-desc": ColumnSort("Most frames", lambda r: r.frames, True),

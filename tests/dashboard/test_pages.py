@@ -14,9 +14,11 @@ import time
 import uuid
 from pathlib import Path
 
+import plotly.io as pio
 import pytest
 import redis
 
+from moodstream import figures
 from moodstream.redis_keys import RedisKeys
 from tests.conftest import REPO
 from tests.dashboard.conftest import dashboard_process
@@ -103,20 +105,22 @@ def test_overview_kpis_cards_and_themes(browser, seeded):
     wait_until(browser, lambda d: text_of(d, "#kpi-people") not in ("", "…"), "KPI tiles")
     wait_until(browser, lambda d: len(d.find_elements("css selector", ".camera-card")) == 2,
                "two camera cards")
+    # The tiles as shown, all read at once, then Redis again: the page refreshes every tick,
+    # so a tile read after `after` could show a later tick than it.
+    tiles = tile_texts(browser)
     after = expected_kpis(client, prefix, time.time())
-    assert text_of(browser, "#kpi-people") == str(before["people"]) == "5"
-    assert text_of(browser, "#kpi-alerts") == str(before["alerts"]) == "1"
-    assert abs(int(text_of(browser, "#kpi-index")) - before["index"]) <= 1
+    assert tiles["kpi-people"] == str(before["people"]) == "5"
+    assert tiles["kpi-alerts"] == str(before["alerts"]) == "1"
+    assert abs(int(tiles["kpi-index"]) - before["index"]) <= 1
     # Faces in the last minute only fall as the seeded seconds age.
-    assert after["faces"] <= int(text_of(browser, "#kpi-faces")) <= before["faces"]
+    assert after["faces"] <= int(tiles["kpi-faces"]) <= before["faces"]
     cards = {cam: text_of(browser, f".camera-card[data-camera='{cam}']") for cam in ("cam-a", "cam-b")}
     assert "ALERT" in cards["cam-a"] and "purpose not set" in cards["cam-a"]
     assert "queue length at checkout 2" in cards["cam-b"] and "notice posted" in cards["cam-b"]
     assert "3 people" in cards["cam-b"] and "2 people" in cards["cam-a"]
-    sparks = browser.execute_script(
-        "return Array.from(document.querySelectorAll('.camera-spark .js-plotly-plot'))"
-        ".map(el => el._fullData ? el._fullData[0].y.length : 0)")
-    assert sorted(sparks) == [60, 120]  # every second of each session, within 15 min
+    # plotly.js draws a card's sparkline after the card is in the page (its bundle loads
+    # lazily, then Plotly.react): wait for both lines, every second of each session.
+    wait_until(browser, lambda d: sorted(spark_lengths(d)) == [60, 120], "both sparklines")
     wait_until(browser, lambda d: len(plot_data(d, "trend-graph")) == 2, "trend lines")
     # No horizontal scrolling at this size, and the navigation is readable.
     assert browser.execute_script("return document.documentElement.scrollWidth") <= \
@@ -128,10 +132,39 @@ def test_overview_kpis_cards_and_themes(browser, seeded):
     wait_until(browser, lambda d: d.execute_script(
         "return document.getElementById('theme-root').getAttribute('data-bs-theme')") == "dark",
         "dark theme")
-    time.sleep(2.5)  # the next tick redraws the charts in the dark template
+    # The switch is an input of the overview's callback: wait until its charts are redrawn.
+    wait_until(browser, lambda d: drawn_dark(d), "charts in the dark template")
     screenshot(browser, f"overview-dark-{size}")
     browser.execute_script("document.querySelector('#theme-switch').click()")  # back to light
     assert_console_clean(browser)
+
+
+def tile_texts(driver) -> dict[str, str]:
+    """The four KPI tiles' texts, read in one script (one moment of the page)."""
+    return driver.execute_script(
+        "return Object.fromEntries(['kpi-index', 'kpi-people', 'kpi-faces', 'kpi-alerts']"
+        ".map(id => [id, (document.getElementById(id) || {}).innerText || '']))")
+
+
+def spark_lengths(driver) -> list[int]:
+    """Points of each sparkline plotly.js has drawn (0 for one not drawn yet)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.camera-spark .js-plotly-plot'))"
+        ".map(el => el._fullData && el._fullData[0] ? el._fullData[0].y.length : 0)")
+
+
+def drawn_dark(driver) -> bool:
+    """Both overview charts drawn with the dark template's font and every sparkline in
+    the dark theme's colour (moodstream.figures)."""
+    font = pio.templates["plotly_dark"].layout.font.color
+    return driver.execute_script(
+        "const font = id => { const el = document.querySelector(`#${id} .js-plotly-plot`);"
+        "  return el && el._fullLayout ? el._fullLayout.font.color : null; };"
+        "const sparks = Array.from(document.querySelectorAll('.camera-spark .js-plotly-plot'));"
+        "return font('trend-graph') === arguments[0] && font('mix-graph') === arguments[0]"
+        "  && sparks.length > 0 && sparks.every(el => el._fullData && el._fullData[0]"
+        "  && el._fullData[0].line.color === arguments[1]);",
+        font, figures.OKABE_ITO["sky_blue"])
 
 
 def test_sessions_and_session_pages(browser, seeded):

@@ -2,7 +2,8 @@
 1920×1080, served by `python -m dashboard` against a real Valkey filled by the aggregator's
 own apply code with more sessions than one page holds: each page's rows, in order, are the
 sessions index's (read straight from Redis), newer/older buttons enable and disable at the
-ends, and "Oldest first" turns the order around from page 1."""
+ends, and "Oldest first" turns the order around from page 1. Sorted by lowest mean sentiment,
+each page's rows are those of the order computed from each session's totals in Redis."""
 
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 SESSIONS = PAGE + 12  # two pages: a full one and a short one
 
 
+def mood(i: int) -> float:
+    """Session i's mood in [-0.9, 0.9], the sessions' order by it unlike their start order."""
+    return round((i * 37 % SESSIONS) / (SESSIONS - 1) * 1.8 - 0.9, 3)
+
+
 @pytest.fixture(scope="module")
 def many_sessions(redis_server):
     with redis_namespace(redis_server, 10) as (client, prefix, url):
         filler, now = Filler(client, prefix), time.time()
         for i in range(SESSIONS):  # an hour apart, on three cameras, each two seconds long
             filler.session(f"cam-{i % 3}", f"pg-{i:03d}", now - (SESSIONS - i) * 3600, 2,
-                           0.5, 0.5, end=True)
+                           mood(i), mood(i), end=True)
         env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix,
                    PYTHONUNBUFFERED="1")
         with dashboard_process(env) as (base, _proc):
@@ -96,4 +102,47 @@ def test_pages_and_order_follow_the_sessions_index(browser, many_sessions, size)
     started = [float(client.zscore(keys.sessions, s)) for s in oldest[PAGE:]]
     assert started == sorted(started)
     choose_order(browser, "Newest first")
+    assert_console_clean(browser)
+
+
+def lowest_sentiment_first(client, keys: RedisKeys) -> list[str]:
+    """The index's sessions by mean sentiment (sentiment_sum / faces of their totals), the
+    lowest first, ties newest first: computed from Redis, not by the dashboard's code."""
+    newest = client.zrevrange(keys.sessions, 0, -1)
+    means = {}
+    for session in newest:
+        totals = client.hmget(keys.totals(session), "sentiment_sum", "faces")
+        means[session] = float(totals[0]) / float(totals[1])
+    assert len(set(round(m, 4) for m in means.values())) == SESSIONS  # no ties to break
+    return sorted(newest, key=means.__getitem__)
+
+
+@pytest.mark.parametrize("size", ["1366x768", "1920x1080"])
+def test_sorted_by_lowest_mean_sentiment_follows_redis(browser, many_sessions, size):
+    base, client, keys = many_sessions
+    expected = lowest_sentiment_first(client, keys)
+    viewport(browser, size)
+    browser.get_log("browser")
+    browser.get(base + "/sessions")
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", client.zrevrange(keys.sessions, 0,
+                                                                          PAGE - 1), "page 1")
+    choose_order(browser, "Lowest sentiment")
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", expected[:PAGE], "sorted page 1")
+    assert text_of(browser, "#sessions-sort-note") == \
+        f"Lowest sentiment first, among all {SESSIONS} matching sessions."
+    assert text_of(browser, "#sessions-next") == "Next →" and disabled(browser, "sessions-prev")
+    shown = [float(v) for v in browser.execute_script(
+        "return Array.from(document.querySelectorAll('#sessions tbody tr td:last-child'))"
+        ".map(td => td.textContent.trim())")]
+    assert shown == sorted(shown) and shown[0] < 0 < shown[-1]
+    screenshot(browser, f"sessions-sorted-{size}")
+
+    press(browser, "#sessions-next")
+    wait_for_page(browser, f"page 2 · sessions {PAGE + 1}–{SESSIONS}", expected[PAGE:],
+                  "sorted page 2")
+    wait_until(browser, lambda d: disabled(d, "sessions-next"), "the last page's next off")
+    choose_order(browser, "Newest first")  # back to the index's order, from page 1
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", client.zrevrange(keys.sessions, 0,
+                                                                          PAGE - 1), "newest")
+    assert text_of(browser, "#sessions-sort-note") == ""
     assert_console_clean(browser)
