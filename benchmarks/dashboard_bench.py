@@ -181,7 +181,7 @@ def page_calls(live_session: str) -> dict[str, list[tuple[str, dict]]]:
         # and keeps the closed ones' rows: the first tick is the cold one.
         "sessions (lowest sentiment first, all dates)": [("sessions-table", dict(
             tick, **{"sessions-order.value": "sentiment-asc"}))],
-        "sessions (lowest sentiment first, last 3 days)": [("sessions-table", dict(
+        "sessions (lowest sentiment first, 3 UTC dates)": [("sessions-table", dict(
             tick, **{"sessions-order.value": "sentiment-asc",
                      "filter-dates.start_date": _utc_day(time.time() - 2 * DAY_S)}))],
         "history (today, site)": [("history-summary", {"history-range.value": "today"})],
