@@ -112,6 +112,7 @@ class SortedPage:
     matched: int  # rows of the window that pass the filters
     window: int  # sessions of the date range read: its newest
     in_range: int  # sessions of the date range in the index
+    dated: bool = False  # the filter names dates (else the range is every session)
 
     @property
     def capped(self) -> bool:
@@ -122,9 +123,12 @@ class SortedPage:
 def sort_note(sort: SortedPage, order: str) -> str:
     """The Sessions page's line on what a column sort covered: all the range's sessions, or only its newest (capped)."""
     what = f"{COLUMN_SORTS[order].label} first"
-    if sort.capped:
+    if sort.capped and sort.dated:
         return (f"{what}, sorted among the newest {sort.window:,} of the {sort.in_range:,} "
-                "sessions in this date range: narrow the dates to sort them all.")
+                "sessions of these dates: narrow the dates to sort them all.")
+    if sort.capped:
+        return (f"{what}, sorted among the newest {sort.window:,} of all {sort.in_range:,} "
+                "sessions: pick dates to sort them all.")
     return f"{what}, among all {sort.matched:,} matching sessions."
 
 
@@ -201,7 +205,7 @@ class SessionReads:
                                              read)
         start = page * size
         return SortedPage(rows[start:start + size], len(rows) > start + size, len(rows),
-                          window, in_range)
+                          window, in_range, flt.start_ts is not None or flt.end_ts is not None)
 
     @_guarded
     def _sort_window(self, flt: SessionFilter, scan: int) -> tuple[list[SessionRow], int, int]:

@@ -118,7 +118,13 @@ def test_the_scan_cap_sorts_the_newest_and_says_so(filled):
     assert set(ids(capped.rows)) == set(newest) == {"s4", "s5", "s6", "s7"}
     assert capped.capped and (capped.window, capped.in_range) == (4, 8)
     assert sort_note(capped, "frames-desc") == (
-        "Most frames first, sorted among the newest 4 of the 8 sessions in this date range: "
+        "Most frames first, sorted among the newest 4 of all 8 sessions: pick dates to sort "
+        "them all.")
+    dated = data.sorted_page(SessionFilter(start_ts=NOW - 5.5 * DAY), "frames-desc", 0, 100,
+                             scan=2)
+    assert ids(dated.rows) == ["s6", "s7"] and (dated.window, dated.in_range) == (2, 7)
+    assert sort_note(dated, "frames-desc") == (
+        "Most frames first, sorted among the newest 2 of the 7 sessions of these dates: "
         "narrow the dates to sort them all.")
     whole = data.sorted_page(SessionFilter(), "frames-desc", 0, 100, scan=8)
     assert not whole.capped
