@@ -99,3 +99,33 @@ def test_learning_rate_schedules():
     assert learning_rate_at(cosine, 0) == pytest.approx(0.005)
     assert learning_rate_at(cosine, 2) == pytest.approx(0.01)
     assert learning_rate_at(cosine, 9) < 0.001
+
+
+def _augmented_first_batch(seed: int) -> tuple:
+    """What the first training step of a run seeded so sees: the batch (order + camera
+    corruption) and the augmentation layers' output, built after the seed as train() does."""
+    import numpy as np
+
+    from training.models import augmentation_block
+    from training.train import TrainBatches
+    faces = np.random.default_rng(0).integers(0, 256, (32, 48, 48, 1), dtype=np.uint8)
+    targets = np.eye(7, dtype="float32")[np.arange(32) % 7]
+    keras.utils.set_random_seed(seed)
+    layers = augmentation_block({"flip": True, "rotation": 0.045, "shift": 0.125, "zoom": 0.1})
+    x, _ = TrainBatches(faces, targets, 16, 0.0, seed, corruption=0.5)[0]
+    out = x
+    for layer in layers:
+        out = layer(out, training=True)
+    return x, keras.ops.convert_to_numpy(out)
+
+
+def test_a_resumed_run_does_not_replay_the_first_epochs_batches():
+    import numpy as np
+
+    from training.train import stream_seed
+    assert stream_seed(2026, 0) == 2026  # a fresh run keeps its seed (reproducible as before)
+    fresh, again, resumed = (_augmented_first_batch(stream_seed(2026, e)) for e in (0, 0, 12))
+    np.testing.assert_array_equal(fresh[0], again[0])
+    np.testing.assert_allclose(fresh[1], again[1])
+    assert not np.array_equal(fresh[0], resumed[0])  # other faces / corruptions
+    assert not np.allclose(fresh[1], resumed[1])  # other flips, rotations, shifts, zooms
