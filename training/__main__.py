@@ -46,7 +46,26 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--calibration-data", help="training data for int8 calibration (default: the run's)")
     x.add_argument("--ferplus", metavar="VOTES.csv",
                    help="FER+ votes for the validation data (default: the run's ferplus_val)")
+    d = sub.add_parser("pack-device", help="write the training arrays as a bundle for a GPU machine "
+                       "(docs/GPU_TRAINING.md)")
+    d.add_argument("--config", required=True, help="the training config whose targets to pack")
+    d.add_argument("--out", default=".device_bundle", help="bundle folder (default: .device_bundle)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    k = sub.add_parser("keras-from-device", help="rebuild a .keras from device_train's weight chunks")
+    k.add_argument("--weights", required=True, help="folder holding weights.json and weights.NNN.bin")
+    k.add_argument("--out", required=True, help="the .keras file to write")
     return p
+
+
+def _device(args) -> None:
+    from training import device_bundle
+    if args.command == "pack-device":
+        from training.config import build_config
+        manifest = device_bundle.pack(build_config(args.config, args.set), args.out)
+        total = json.loads(manifest.read_text())["total_bytes"]
+        print(f"bundle {manifest.parent}: {total / 2**20:.1f} MiB")
+    else:
+        print(f"wrote {device_bundle.keras_from_chunks(args.weights, args.out)}")
 
 
 def _evaluate(args) -> None:
@@ -82,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
               "(pip install -r requirements-train.lock)", file=sys.stderr)
         return 2
     from training.config import ConfigError, build_config
+    from training.device_bundle import BundleError
     from training.data import DatasetError
     from training.ferplus import FerPlusError
     from training.export import ExportError
@@ -98,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             _evaluate(args)
         elif args.command == "export":
             _export(args)
+        else:
+            _device(args)
         return 0
-    except (ConfigError, DatasetError, FerPlusError, UnknownModelError, ServingError, ExportError) as exc:
+    except (BundleError, ConfigError, DatasetError, FerPlusError, UnknownModelError, ServingError, ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
