@@ -44,7 +44,7 @@ class WallClockBudget(keras.callbacks.Callback):
         self.cfg, self.seconds, self.max_steps, self.clock = cfg, seconds, max_steps, clock
         self.planned_epochs = cfg.epochs
         self.steps, self.epochs_done, self.stopped_by = 0, 0, "epochs"
-        self.started = self.first_epoch_s = None
+        self.started = self.first_epoch_s = self.first_step_at = self.last_step_at = None
 
     def remaining(self) -> float:
         return self.seconds - (self.clock() - self.started)
@@ -54,6 +54,9 @@ class WallClockBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
+        if self.steps == 1:
+            self.first_step_at = self.clock()  # the first step pays for compilation
+        self.last_step_at = self.clock()
         if self.max_steps and self.steps >= self.max_steps:
             self._stop("max_steps")
         elif self.remaining() <= 0:
@@ -71,6 +74,12 @@ class WallClockBudget(keras.callbacks.Callback):
             self.cfg.epochs = max(self.epochs_done, min(self.planned_epochs, fits))
         if self.epochs_done >= self.cfg.total_epochs():
             self._stop("epochs")
+
+    def step_seconds(self) -> float | None:
+        """Mean seconds of a step after the first (None before two steps)."""
+        if self.steps < 2:
+            return None
+        return (self.last_step_at - self.first_step_at) / (self.steps - 1)
 
     def _stop(self, reason: str) -> None:
         self.model.stop_training = True
@@ -170,7 +179,9 @@ def run(args) -> dict:
     chunks = device_bundle.save_weight_chunks(best, out, model_spec(cfg), args.weights_dtype)
     shutil.copy(Path(cfg.run_dir) / "history.csv", out / "history.csv")
     metrics = measure(best, arrays, corruptions=not args.no_corruptions)
+    step_s = budget.step_seconds()
     metrics.update(epochs_run=budget.epochs_done, steps=budget.steps, stopped_by=budget.stopped_by,
+                   step_seconds=None if step_s is None else round(step_s, 4),
                    cosine_epochs=cfg.epochs if cfg.schedule == "cosine" else None,
                    train_seconds=round(trained_s, 1), total_seconds=round(time.time() - started, 1),
                    config=cfg.to_dict(), machine=machine(),

@@ -137,6 +137,7 @@ def test_budget_stops_at_max_steps_mid_epoch_and_still_validates():
     history = _fit_with_budget(budget, cfg.epochs)
     assert budget.stopped_by == "max_steps" and budget.steps == 9
     assert budget.epochs_done == 2 and len(history.history["val_loss"]) == 2
+    assert budget.step_seconds() > 0
 
 
 def test_budget_stops_at_the_deadline_and_fits_the_cosine_into_it():
