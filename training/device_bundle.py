@@ -91,10 +91,7 @@ def pack(cfg, out: str | Path) -> Path:
 def load(folder: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """The bundle's arrays and manifest, every file checked against its SHA-256 and shape."""
     folder = Path(folder)
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"no readable {MANIFEST} in {folder}: {exc}") from None
+    manifest = _read_json(folder, MANIFEST)
     arrays = {}
     for name in ARRAYS:
         entry = manifest["files"][name]
@@ -104,6 +101,13 @@ def load(folder: str | Path) -> tuple[dict[str, np.ndarray], dict]:
             raise BundleError(f"{entry['file']}: shape {array.shape}, manifest says {entry['shape']}")
         arrays[name] = array
     return arrays, manifest
+
+
+def _read_json(folder: Path, name: str) -> dict:
+    try:
+        return json.loads((folder / name).read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"no readable {name} in {folder}: {exc}") from None
 
 
 def _read_checked(path: Path, sha256: str) -> bytes:
@@ -157,10 +161,7 @@ def save_weight_chunks(model, out: str | Path, spec: dict, dtype: str = "auto",
 def read_weight_chunks(folder: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """{variable path: float32 array} and the index, every chunk checked."""
     folder = Path(folder)
-    try:
-        index = json.loads((folder / WEIGHTS_INDEX).read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"no readable {WEIGHTS_INDEX} in {folder}: {exc}") from None
+    index = _read_json(folder, WEIGHTS_INDEX)
     blob = b"".join(_read_checked(folder / c["file"], c["sha256"]) for c in index["chunks"])
     if len(blob) != index["bytes"]:
         raise BundleError(f"{folder}: {len(blob)} weight bytes, the index says {index['bytes']}")

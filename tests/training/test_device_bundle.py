@@ -15,6 +15,7 @@ from training import device_bundle
 from training.config import build_config
 from training.device_train import WallClockBudget
 from training.ferplus import VOTE_COLUMNS
+from training.__main__ import main as training_cli
 from training.models import ModelSpec, build_model
 
 HEADER = "path," + ",".join(VOTE_COLUMNS) + ",fer_row,match_err"
@@ -41,12 +42,14 @@ def tiny_bundle(tmp_path_factory):
     train_dir = write_folders(root / "train", x, y)
     vx, vy = synthetic_faces(per_class=3, seed=1)
     val_dir = write_folders(root / "val", vx, vy)
-    cfg = build_config(None, ["label_mode=mix", f"ferplus_train={_votes_csv(root / 'ft.csv', train_dir, 0)}",
-                              f"ferplus_val={_votes_csv(root / 'fv.csv', val_dir, 1)}", "width=0.25",
-                              "batch_size=8", "jit_compile=false", "schedule=cosine", "epochs=3"],
-                       data=[str(train_dir)], val=str(val_dir), run_dir=str(root / "run"))
-    manifest = device_bundle.pack(cfg, root / "bundle")
-    return {"cfg": cfg, "bundle": manifest.parent, "root": root}
+    config = root / "gpu.toml"
+    config.write_text(f'data = ["{train_dir}"]\nval = "{val_dir}"\nlabel_mode = "mix"\n'
+                      f'ferplus_train = "{_votes_csv(root / "ft.csv", train_dir, 0)}"\n'
+                      f'ferplus_val = "{_votes_csv(root / "fv.csv", val_dir, 1)}"\nwidth = 0.25\n'
+                      'batch_size = 8\njit_compile = false\nschedule = "cosine"\nepochs = 3\n')
+    assert training_cli(["pack-device", "--config", str(config), "--out", str(root / "bundle"),
+                         "--set", f"run_dir={root / 'run'}"]) == 0
+    return {"cfg": build_config(str(config), []), "bundle": root / "bundle", "root": root}
 
 
 def test_pack_then_load_gives_train_s_own_targets(tiny_bundle):
@@ -96,7 +99,9 @@ def test_weight_chunks_round_trip_to_a_keras_file(tmp_path):
     index = json.loads((tmp_path / "w" / "weights.json").read_text())
     assert index["dtype"] == "float32" and len(index["chunks"]) > 2
     assert all(p.stat().st_size <= 64 * 1024 for p in files if p.suffix == ".bin")
-    rebuilt = keras.saving.load_model(device_bundle.keras_from_chunks(tmp_path / "w", tmp_path / "m.keras"))
+    assert training_cli(["keras-from-device", "--weights", str(tmp_path / "w"), "--out",
+                         str(tmp_path / "m.keras")]) == 0
+    rebuilt = keras.saving.load_model(tmp_path / "m.keras")
     faces = synthetic_faces(per_class=2)[0].astype("float32")
     np.testing.assert_array_equal(rebuilt.predict(faces, verbose=0), model.predict(faces, verbose=0))
 
@@ -111,6 +116,8 @@ def test_float16_chunks_are_close_and_a_missing_chunk_is_an_error(tmp_path):
     (tmp_path / "w" / "weights.001.bin").unlink()
     with pytest.raises(device_bundle.BundleError, match="cannot read"):
         device_bundle.read_weight_chunks(tmp_path / "w")
+    assert training_cli(["keras-from-device", "--weights", str(tmp_path / "w"), "--out",
+                         str(tmp_path / "m.keras")]) == 2
 
 
 class FakeClock:
