@@ -118,6 +118,7 @@ def fit(cfg: TrainConfig, arrays: dict, seconds: float, max_steps: int, workers:
     model = compile_model(cfg)
     if keras.backend.backend() == "jax" and cfg.jit_compile:
         jit_augmentation(model)
+    log.info("train step compiled: %s", model.jit_compile)
     budget = WallClockBudget(cfg, seconds, max_steps)
     extra = [FerPlusAccuracy(arrays["val_x"], arrays["val_majority"]), budget]
     batches = TrainBatches(arrays["train_x"], arrays["train_y"], cfg.batch_size, cfg.mixup, cfg.seed,
