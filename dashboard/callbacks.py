@@ -15,6 +15,7 @@ from dash import Dash, Input, Output, no_update
 
 from dashboard import layout
 from dashboard.data import DashboardData, DataUnavailable, SessionFilter
+from moodstream.redis_keys import SESSION_STATUSES
 from moodstream.schemas import valid_id
 
 SESSION_PREFIX = "/session/"
@@ -37,14 +38,16 @@ def _day_start(value: str | None) -> float | None:
 
 
 def session_filter(camera, start_date, end_date, min_s, max_s,
-                   order: str | None = None) -> SessionFilter:
+                   order: str | None = None, status: str | None = None) -> SessionFilter:
     """The sessions page's filter widgets' values -> a SessionFilter (dates are UTC days;
-    order "oldest" lists the oldest sessions first, anything else the newest)."""
+    order "oldest" lists the oldest sessions first, anything else the newest; a status
+    that is not one of SESSION_STATUSES filters nothing)."""
     end = _day_start(end_date)
     return SessionFilter(camera_id=camera or None, start_ts=_day_start(start_date),
                          end_ts=end + timedelta(days=1).total_seconds() if end is not None else None,
                          min_sentiment=min_s, max_sentiment=max_s,
-                         oldest_first=order == "oldest")
+                         oldest_first=order == "oldest",
+                         status=status if status in SESSION_STATUSES else None)
 
 
 def register(app: Dash, data: DashboardData, settings, pages) -> None:

@@ -50,15 +50,18 @@ class SessionFilter:
     min_sentiment: float | None = None
     max_sentiment: float | None = None
     oldest_first: bool = False  # the page's order: by start time, newest first by default
+    status: str | None = None  # one of SESSION_STATUSES: open, ending, closed
 
     @property
     def drops_rows(self) -> bool:
         """True when rows read from the (start-time) index may fail this filter."""
-        return bool(self.camera_id) or self.min_sentiment is not None or \
+        return bool(self.camera_id) or bool(self.status) or self.min_sentiment is not None or \
             self.max_sentiment is not None
 
     def accepts(self, row: SessionRow) -> bool:
         if self.camera_id and row.camera_id != self.camera_id:
+            return False
+        if self.status and row.status != self.status:
             return False
         if self.min_sentiment is None and self.max_sentiment is None:
             return True

@@ -1,4 +1,4 @@
-"""/sessions: every session, filtered by camera, start date and mean sentiment, PAGE_SIZE rows
+"""/sessions: every session, filtered by camera, start date, status and mean sentiment, PAGE_SIZE rows
 a page, newest (or oldest) first by start time or sorted by a column: mean sentiment, faces,
 frames or duration. By start time only the page shown is read (DashboardData.sessions_page: a
 range of the sessions index); a column sort reads the newest sessions of the date range, at
@@ -15,10 +15,12 @@ from dashboard import layout as ui
 from dashboard.callbacks import SESSIONS_PAGE_SIZE as PAGE_SIZE, session_filter
 from dashboard.data import DashboardData, DataUnavailable
 from dashboard.sessions_data import COLUMN_SORTS, START_ORDERS, sort_note
+from moodstream.redis_keys import SESSION_STATUSES
 
 _FILTERS = (Input("filter-camera", "value"), Input("filter-dates", "start_date"),
             Input("filter-dates", "end_date"), Input("filter-min", "value"),
-            Input("filter-max", "value"), Input("sessions-order", "value"))
+            Input("filter-max", "value"), Input("sessions-order", "value"),
+            Input("filter-status", "value"))
 _PAGER_BUTTON = "btn btn-outline-secondary btn-sm"
 ORDER_OPTIONS = [{"label": label, "value": value} for value, label in START_ORDERS.items()] + \
     [{"label": sort.label, "value": value} for value, sort in COLUMN_SORTS.items()]
@@ -37,6 +39,9 @@ def layout(**_kwargs) -> html.Div:
                                            clearable=True), "14em"),
             _filter("Started (UTC dates)", dcc.DatePickerRange(
                 id="filter-dates", clearable=True, display_format="YYYY-MM-DD"), "24em"),
+            _filter("Status", dcc.Dropdown(
+                id="filter-status", placeholder="any status", clearable=True, searchable=False,
+                options=list(SESSION_STATUSES)), "10em"),
             _filter("Min mean sentiment", dcc.Input(
                 id="filter-min", type="number", min=-1, max=1, step="any",
                 placeholder="-1 … 1", debounce=True)),
@@ -81,9 +86,10 @@ def register(app: Dash, data: DashboardData, settings) -> None:
                   Output("sessions-prev", "children"), Output("sessions-next", "children"),
                   Input("tick", "n_intervals"), *_FILTERS, Input("sessions-page-no", "data"),
                   State("filter-camera", "options"))
-    def sessions(_n, camera, start_date, end_date, min_s, max_s, order, page, shown_cameras):
+    def sessions(_n, camera, start_date, end_date, min_s, max_s, order, status, page,
+                 shown_cameras):
         page = min(last_page, max(0, int(page or 0)))
-        flt = session_filter(camera, start_date, end_date, min_s, max_s, order)
+        flt = session_filter(camera, start_date, end_date, min_s, max_s, order, status)
         try:
             cameras = sorted(data.shared_camera_ids())
             if order in COLUMN_SORTS:

@@ -46,3 +46,6 @@ def test_session_filter_from_widget_values():
     assert session_filter(None, None, None, None, None).start_ts is None
     assert not flt.oldest_first and session_filter(None, None, None, None, None,
                                                    "oldest").oldest_first
+    assert flt.status is None and session_filter(None, None, None, None, None, None,
+                                                 "ending").status == "ending"
+    assert session_filter(None, None, None, None, None, None, "bogus").status is None

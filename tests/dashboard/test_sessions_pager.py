@@ -3,7 +3,8 @@
 own apply code with more sessions than one page holds: each page's rows, in order, are the
 sessions index's (read straight from Redis), newer/older buttons enable and disable at the
 ends, and "Oldest first" turns the order around from page 1. Sorted by lowest mean sentiment,
-each page's rows are those of the order computed from each session's totals in Redis."""
+each page's rows are those of the order computed from each session's totals in Redis. The
+status filter shows the sessions whose meta in Redis has that status."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.dashboard.test_pages import screenshot, viewport
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]
 SESSIONS = PAGE + 12  # two pages: a full one and a short one
+OPEN = 2  # the newest sessions are not closed yet
 
 
 def mood(i: int) -> float:
@@ -36,7 +38,7 @@ def many_sessions(redis_server):
         filler, now = Filler(client, prefix), time.time()
         for i in range(SESSIONS):  # an hour apart, on three cameras, each two seconds long
             filler.session(f"cam-{i % 3}", f"pg-{i:03d}", now - (SESSIONS - i) * 3600, 2,
-                           mood(i), mood(i), end=True)
+                           mood(i), mood(i), end=i < SESSIONS - OPEN)  # the newest still open
         env = dict(os.environ, REDIS_URL=url, MOODSTREAM_REDIS_PREFIX=prefix,
                    PYTHONUNBUFFERED="1")
         with dashboard_process(env) as (base, _proc):
@@ -145,4 +147,33 @@ def test_sorted_by_lowest_mean_sentiment_follows_redis(browser, many_sessions, s
     wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", client.zrevrange(keys.sessions, 0,
                                                                           PAGE - 1), "newest")
     assert text_of(browser, "#sessions-sort-note") == ""
+    assert_console_clean(browser)
+
+
+def choose_status(driver, status: str) -> None:
+    driver.find_element(By.ID, "filter-status").click()  # dcc.Dropdown: a listbox button
+    wait_until(driver, lambda d: next((o for o in d.find_elements(
+        By.CSS_SELECTOR, "[role='option']") if o.text.strip() == status), None), status).click()
+
+
+@pytest.mark.parametrize("size", ["1366x768", "1920x1080"])
+def test_status_filter_follows_the_sessions_meta(browser, many_sessions, size):
+    base, client, keys = many_sessions
+    newest = client.zrevrange(keys.sessions, 0, -1)
+    status = {s: client.hget(keys.meta(s), "status") for s in newest}
+    is_open = [s for s in newest if status[s] == "open"]
+    closed = [s for s in newest if status[s] == "closed"]
+    assert len(is_open) == OPEN and len(closed) == SESSIONS - OPEN
+    viewport(browser, size)
+    browser.get_log("browser")
+    browser.get(base + "/sessions")
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", newest[:PAGE], "page 1")
+    choose_status(browser, "open")
+    wait_for_page(browser, f"page 1 · sessions 1–{OPEN}", is_open, "open sessions")
+    assert disabled(browser, "sessions-next")
+    choose_status(browser, "closed")
+    wait_for_page(browser, f"page 1 · sessions 1–{PAGE}", closed[:PAGE], "closed sessions")
+    press(browser, "#sessions-next")
+    wait_for_page(browser, f"page 2 · sessions {PAGE + 1}–{SESSIONS - OPEN}", closed[PAGE:],
+                  "closed sessions, page 2")
     assert_console_clean(browser)

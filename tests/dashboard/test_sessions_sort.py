@@ -156,3 +156,17 @@ def test_viewers_of_one_tick_share_one_read(filled):
     for _viewer in range(4):
         assert data.sorted_page(SessionFilter(), "duration-asc", 1, 3, scan=100) == first
     assert hmgets(client) == before
+
+
+@pytest.mark.parametrize("status", ["open", "closed"])
+def test_status_filter_on_both_orders(filled, status):
+    """Rows of a status are the sessions whose meta has it, by start time and sorted."""
+    client, keys = filled
+    data = DashboardData(client, keys, clock=lambda: NOW)
+    want = [s[1] for s in sorted(SESSIONS, key=lambda s: -s[2])
+            if client.hget(keys.meta(s[1]), "status") == status]
+    assert len(want) == (OPEN if status == "open" else len(SESSIONS) - OPEN)
+    flt = SessionFilter(status=status)
+    assert ids(data.sessions(flt, limit=100, scan=100)) == want
+    sorted_rows = data.sorted_page(flt, "faces-desc", 0, 100, scan=100).rows
+    assert sorted(ids(sorted_rows)) == sorted(want)
