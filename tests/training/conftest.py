@@ -59,6 +59,13 @@ def private_cache(tmp_path_factory):
         os.environ["XDG_CACHE_HOME"] = old
 
 
+def tiny_splits(root: Path) -> tuple[Path, Path]:
+    """Synthetic train and val class folders under root (val: 3 faces a class, another seed)."""
+    x, y = synthetic_faces()
+    vx, vy = synthetic_faces(per_class=3, seed=1)
+    return write_folders(root / "train", x, y), write_folders(root / "val", vx, vy)
+
+
 @pytest.fixture
 def faces():
     return synthetic_faces()
@@ -71,10 +78,7 @@ def tiny_run(tmp_path_factory):
     from training.train import train
 
     root = tmp_path_factory.mktemp("tinyfer")
-    x, y = synthetic_faces()
-    train_dir = write_folders(root / "train", x, y)
-    vx, vy = synthetic_faces(per_class=3, seed=1)
-    val_dir = write_folders(root / "val", vx, vy)
+    train_dir, val_dir = tiny_splits(root)
     cfg = build_config(None, ["width=0.25", "batch_size=16", "jit_compile=false", "schedule=cosine",
                               "epochs=1", "lr=0.001"],
                        data=[str(train_dir)], val=str(val_dir), run_dir=str(root / "run"))

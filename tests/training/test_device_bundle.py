@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from moodstream.emotions import EMOTIONS
-from tests.training.conftest import synthetic_faces, write_folders
+from tests.training.conftest import synthetic_faces, tiny_splits
 from training import device_bundle
 from training.config import build_config
 from training.device_train import WallClockBudget
@@ -38,10 +38,7 @@ def _votes_csv(path: Path, folder: Path, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle-data")
-    x, y = synthetic_faces()
-    train_dir = write_folders(root / "train", x, y)
-    vx, vy = synthetic_faces(per_class=3, seed=1)
-    val_dir = write_folders(root / "val", vx, vy)
+    train_dir, val_dir = tiny_splits(root)
     config = root / "gpu.toml"
     config.write_text(f'data = ["{train_dir}"]\nval = "{val_dir}"\nlabel_mode = "mix"\n'
                       f'ferplus_train = "{_votes_csv(root / "ft.csv", train_dir, 0)}"\n'
