@@ -79,20 +79,23 @@ def plain_layout(title: str, revision: str, theme: str, **extra) -> dict:
             "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)", **extra}
 
 
+def _blank_note(message: str, size: int = 14) -> dict:
+    """The centred grey message of a chart with nothing to draw (every blank builder's)."""
+    return {"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper",
+            "yref": "paper", "font": {"size": size, "color": "#888"}}
+
+
 def plain_empty(message: str, title: str = "", theme: str = "light") -> dict:
     """A blank chart that says why it is blank."""
     hidden = {"visible": False}
-    note = {"text": message, "showarrow": False, "x": 0.5, "y": 0.5, "xref": "paper",
-            "yref": "paper", "font": {"size": 14, "color": "#888"}}
     return {"data": [], "layout": plain_layout(title, title, theme, xaxis=hidden, yaxis=hidden,
-                                               annotations=[note])}
+                                               annotations=[_blank_note(message)])}
 
 
 def empty_figure(message: str, title: str = "", theme: str = "light") -> go.Figure:
     """A blank chart that says why it is blank (no data yet, Redis unreachable, ...)."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper",
-                       yref="paper", font=dict(size=14, color="#888"))
+    fig.add_annotation(**_blank_note(message))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return _base_layout(fig, title, theme=theme)
@@ -122,9 +125,7 @@ def sparkline(points: Sequence[tuple[Any, float | None]], theme: str = "light") 
               "plot_bgcolor": "rgba(0,0,0,0)", "xaxis": {"visible": False},
               "yaxis": {"visible": False, "range": SENTIMENT_RANGE}}
     if not any(y is not None for _x, y in points):
-        layout["annotations"] = [{"text": "no faces in the last 15 min", "showarrow": False,
-                                  "x": 0.5, "y": 0.5, "xref": "paper", "yref": "paper",
-                                  "font": {"size": 11, "color": "#888"}}]
+        layout["annotations"] = [_blank_note("no faces in the last 15 min", size=11)]
         return {"data": [], "layout": layout}
     layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
                          "y0": 0, "y1": 0, "line": {"width": 1, "dash": "dot", "color": "#888"}}]
