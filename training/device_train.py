@@ -132,21 +132,16 @@ def fit(cfg: TrainConfig, arrays: dict, seconds: float, max_steps: int, workers:
 
 def measure(model: keras.Model, arrays: dict, corruptions: bool) -> dict:
     """evaluate's measures of the best checkpoint on the bundle's validation arrays."""
-    from training.evaluate import (corruption_table, evaluate_probs, expected_calibration_error,
-                                   predict_views)
+    from training.evaluate import corruption_table, evaluate_probs, ferplus_scores, predict_views
     from training.serving import KerasPredictor
     predictor = KerasPredictor(model)
     x, y = arrays["val_x"], arrays["val_y"]
     plain, mirrored = predict_views(predictor, x, tta=True, batch_size=512)
     result = evaluate_probs(y, plain, mirrored)
     votes, majority = arrays["val_votes"], arrays["val_majority"]
-    clear, covered = majority >= 0, votes.sum(axis=1) > 0
-    for suffix, probs in (("", plain), ("_tta", (plain + mirrored) / 2.0)):
-        hits = probs[clear].argmax(axis=1) == majority[clear]
-        result[f"ferplus{suffix}"] = {"accuracy": round(float(hits.mean()), 4) if clear.any() else 0.0,
-                                      "n": int(clear.sum())}
-        result[f"ece{suffix}"] = round(expected_calibration_error(probs[covered], votes[covered]), 4)
-    result["ece_n"] = int(covered.sum())
+    result.update(ferplus_scores(plain, votes, majority))
+    tta = ferplus_scores((plain + mirrored) / 2.0, votes, majority)
+    result.update(ferplus_tta=tta["ferplus"], ece_tta=tta["ece"])
     if corruptions:
         rows = corruption_table(predictor, x, y, result["accuracy_plain"], batch_size=512)
         result["corruptions"] = rows

@@ -103,6 +103,12 @@ def ferplus_metrics(probs: np.ndarray, paths: list[str] | None, votes_csv: str |
     if paths is None:
         raise data_mod.DatasetError("--ferplus needs a class-folder dataset (the CSV names its files)")
     dist, majority = align(paths, read_votes(votes_csv))
+    return ferplus_scores(probs, dist, majority)
+
+
+def ferplus_scores(probs: np.ndarray, dist: np.ndarray, majority: np.ndarray) -> dict:
+    """ferplus_metrics on votes already aligned with probs: dist (N, 7) vote shares (all 0:
+    no votes), majority (N,) the clear majority's class or -1."""
     clear = majority >= 0
     covered = dist.sum(axis=1) > 0
     accuracy = float((probs[clear].argmax(axis=1) == majority[clear]).mean()) if clear.any() else 0.0
