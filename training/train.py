@@ -207,7 +207,8 @@ def train(cfg: TrainConfig) -> Path:
     print(f"training in {run}; if it stops, resume with the same command "
           f"(python -m training train ... --run-dir {run})", flush=True)
     initial_epoch = backup_epoch(run)
-    keras.utils.set_random_seed(stream_seed(cfg.seed, initial_epoch))  # before the layers' seeds
+    seed = stream_seed(cfg.seed, initial_epoch)
+    keras.utils.set_random_seed(seed)  # before the layers' seeds
     model = compile_model(cfg)
     restore_backup(model, run)
     if cfg.init_from and not initial_epoch:  # a warm restart (a resumed run has its own weights)
@@ -221,7 +222,7 @@ def train(cfg: TrainConfig) -> Path:
                     callbacks=build_callbacks(cfg, run, ferplus_callback(cfg, val_set)),
                     class_weight=weights, verbose=verbose)
     batches = TrainBatches(train_set.x[targets.keep], targets.y, cfg.batch_size, cfg.mixup,
-                           stream_seed(cfg.seed, initial_epoch), corruption=cfg.camera_corruption)
+                           seed, corruption=cfg.camera_corruption)
     model.fit(batches, **fit_args)
     meta["train_seconds"] = round(time.time() - started, 1)
     meta["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
