@@ -20,6 +20,7 @@ site's series uses the largest floor of any camera.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -114,11 +115,12 @@ class HistoryView:
 
     def total(self, series: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """The range's totals over the shown series (the site, or the picked cameras), or
-        over `series` (rated_series())."""
+        over `series` (rated_series)."""
         series = self.series if series is None else series
         return sum(rows.sum(axis=0) for rows in series.values()) if series \
             else np.zeros(len(ROLLUP_FIELDS))
 
+    @functools.cached_property  # the charts and the summary line both use it
     def rated_series(self) -> dict[str, np.ndarray]:
         """The series with each label's hours of too few people taken out (rated)."""
         return {label: rated(rows, self.floors.get(label, 1))
@@ -252,7 +254,7 @@ def range_label(rng: HistoryRange) -> str:
 
 def figures_for(view: HistoryView, theme: str) -> tuple:
     """(summary line, trend, sentiment heatmap, traffic heatmap, comparison) of a view."""
-    shown = view.rated_series()  # min_people: hidden hours show and add no sentiment
+    shown = view.rated_series  # min_people: hidden hours show and add no sentiment
     series = {label: (ratio(shown[label][:, F["sentiment_sum"]], shown[label][:, F["faces"]]),
                       rows[:, F["people"]]) for label, rows in view.series.items()}
     heat_sentiment, _ = weekly_grid(view.range.hours, sum(shown.values()))
@@ -275,7 +277,7 @@ def figures_for(view: HistoryView, theme: str) -> tuple:
 
 
 def summary_line(view: HistoryView) -> str:
-    shown = view.rated_series()
+    shown = view.rated_series
     total, mood = view.total(), view.total(shown)
     mean = _mean(mood[F["sentiment_sum"]], mood[F["faces"]])
     hidden = sum(int(np.count_nonzero(rows[:, F["faces"]] > shown[label][:, F["faces"]]))
