@@ -15,7 +15,6 @@ the cache keeps at most SHARED_NAMES names, dropping those of past ticks first.
 
 from __future__ import annotations
 
-import collections
 import math
 import threading
 import time
@@ -27,7 +26,8 @@ from dashboard.live_data import (LIVE_SERIES_S, MAX_TREND_SECONDS, TREND_SCRIPT,
                                  LiveReads, LiveSnapshot)
 from dashboard.live_report import LiveReports
 from dashboard.redis_values import DataUnavailable, _float, _guarded, _int, _timestamp, utc
-from dashboard.sessions_data import ClosedRows, SessionFilter, SessionReads, SessionRow
+from dashboard.sessions_data import (CLOSED_ROWS, KeptClosed, SessionFilter, SessionReads,
+                                     SessionRow)
 from dashboard.settled_seconds import SettledSeconds
 from moodstream.redis_keys import RedisKeys
 from moodstream.reports import build_report
@@ -56,10 +56,10 @@ class DashboardData(LiveReads, SessionReads):
         self._cache: dict[str, tuple[int, Any]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._closed_reports: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._closed_reports = KeptClosed(CLOSED_REPORTS)
         self._settled = SettledSeconds()
         self._live_reports = LiveReports(client, keys)
-        self.closed_rows = ClosedRows()  # closed sessions' rows, for column sorts
+        self.closed_rows = KeptClosed(CLOSED_ROWS)  # closed sessions' rows, for column sorts
 
     def shared(self, name: str, read: Callable[[], Any]) -> Any:
         """read()'s answer for this refresh interval, read once whatever the number of
@@ -116,15 +116,10 @@ class DashboardData(LiveReads, SessionReads):
         """report(), read once per tick for every viewer of the session, and kept for good
         (the CLOSED_REPORTS most recent) once the session is closed: its data no longer
         changes. Callers must not modify it."""
-        with self._guard:
-            closed = self._closed_reports.get(session_id)
-            if closed is not None:
-                self._closed_reports.move_to_end(session_id)
-                return closed
+        closed = self._closed_reports.get([session_id])
+        if closed:
+            return closed[session_id]
         report = self.shared(f"report:{session_id}", lambda: self._tick_report(session_id))
         if report.get("status") == "closed":
-            with self._guard:
-                self._closed_reports[session_id] = report
-                while len(self._closed_reports) > CLOSED_REPORTS:
-                    self._closed_reports.popitem(last=False)
+            self._closed_reports.keep([(session_id, report)])
         return report

@@ -1,14 +1,14 @@
 """The sessions page's reads: rows of the session index (a range of it, or chunks of it
 under a camera or sentiment filter), the active sessions, and min_people on their means. A
 mixin of dashboard.data.DashboardData, which provides client, keys, shared() and
-closed_rows (a ClosedRows).
+closed_rows (a KeptClosed of rows).
 
 Column sorts (mean sentiment, faces, frames, duration) have no index: the aggregator keeps
 only the start-time one, and an index per column would still have to be cut to the page's
 date range and merged with the open sessions, whose numbers move every second. So a sorted
 page reads the window of the date range, its newest `scan` sessions, once per tick for every
 viewer, drops the rows the other filters refuse, and sorts them. A closed session's row no
-longer changes, so it is read once and kept (ClosedRows): a tick re-reads only the open
+longer changes, so it is read once and kept (KeptClosed): a tick re-reads only the open
 sessions of the window. Where the range holds more than `scan` sessions the sort covers the
 newest of them, and SortedPage says so (capped) for the page to tell its user.
 """
@@ -19,7 +19,7 @@ import collections
 import json
 import threading
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from dashboard.redis_values import _float, _guarded, _int, _iso_ts, _timestamp
 from moodstream.schemas import valid_id
@@ -139,29 +139,30 @@ def sort_note(sort: SortedPage, order: str) -> str:
 CLOSED_ROWS = 40_000
 
 
-class ClosedRows:
-    """Rows of closed sessions, which no longer change, kept (least recently used out)."""
+class KeptClosed:
+    """Values of closed sessions (their rows, their reports), which no longer change, kept
+    by session id; the least recently used go first past `size`."""
 
-    def __init__(self, size: int = CLOSED_ROWS):
+    def __init__(self, size: int):
         self.size = size
-        self._rows: collections.OrderedDict[str, SessionRow] = collections.OrderedDict()
+        self._values: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, ids: Iterable[str]) -> dict[str, SessionRow]:
+    def get(self, ids: Iterable[str]) -> dict[str, Any]:
         with self._lock:
-            found = {s: self._rows[s] for s in ids if s in self._rows}
+            found = {s: self._values[s] for s in ids if s in self._values}
             for session_id in found:
-                self._rows.move_to_end(session_id)
+                self._values.move_to_end(session_id)
             return found
 
-    def keep(self, rows: Iterable[SessionRow]) -> None:
+    def keep(self, items: Iterable[tuple[str, Any]]) -> None:
+        """(session id, value) pairs of closed sessions."""
         with self._lock:
-            for row in rows:
-                if row.status == "closed":
-                    self._rows[row.session_id] = row
-                    self._rows.move_to_end(row.session_id)
-            while len(self._rows) > self.size:
-                self._rows.popitem(last=False)
+            for session_id, value in items:
+                self._values[session_id] = value
+                self._values.move_to_end(session_id)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
 
 
 class SessionReads:
@@ -230,7 +231,7 @@ class SessionReads:
         """_session_rows(ids), a closed session's row read once (closed_rows)."""
         known = self.closed_rows.get(ids)
         fresh = self._session_rows([s for s in ids if s not in known])
-        self.closed_rows.keep(fresh)
+        self.closed_rows.keep((row.session_id, row) for row in fresh if row.status == "closed")
         known.update((row.session_id, row) for row in fresh)
         return [known[s] for s in ids if s in known]
 
