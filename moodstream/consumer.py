@@ -253,18 +253,19 @@ class ConsumerLoop:
         payload = {TopicPartition(t, p): OffsetAndMetadata(offset, "", -1)
                    for (t, p), offset in handoff.offsets.items()}
 
+        def failed(exc: Exception) -> None:
+            self.counts["commit_failed"] += 1
+            log.warning("offset commit during a rebalance failed (%s); the records will be "
+                        "redelivered", type(exc).__name__)
+
         def done(_offsets, response) -> None:
             if isinstance(response, Exception):
-                self.counts["commit_failed"] += 1
-                log.warning("offset commit during a rebalance failed (%s); the records will be "
-                            "redelivered", type(response).__name__)
+                failed(response)
 
         try:
             self.consumer.commit_async(payload, callback=done)
         except KafkaError as exc:
-            self.counts["commit_failed"] += 1
-            log.warning("offset commit during a rebalance failed (%s); the records will be "
-                        "redelivered", type(exc).__name__)
+            failed(exc)
             return
         self.counts["commits_in_rebalance"] += 1
 
