@@ -231,8 +231,7 @@ class ConsumerLoop:
     def commit(self, handoff: Handoff) -> None:
         if not handoff.offsets:
             return
-        payload = {TopicPartition(t, p): OffsetAndMetadata(offset, "", -1)
-                   for (t, p), offset in handoff.offsets.items()}
+        payload = _commit_payload(handoff)
         try:
             self.consumer.commit(payload)
         except KafkaError as exc:  # CommitFailedError included
@@ -250,8 +249,7 @@ class ConsumerLoop:
         next owner re-reads those records; both consumers make a redelivery a no-op."""
         if not handoff.offsets:
             return
-        payload = {TopicPartition(t, p): OffsetAndMetadata(offset, "", -1)
-                   for (t, p), offset in handoff.offsets.items()}
+        payload = _commit_payload(handoff)
 
         def failed(exc: Exception) -> None:
             self.counts["commit_failed"] += 1
@@ -299,3 +297,9 @@ def _partition_list(partitions) -> str:
     if len({tp.topic for tp in ordered}) > 1:
         return ",".join(f"{tp.topic}[{tp.partition}]" for tp in ordered)
     return ",".join(str(tp.partition) for tp in ordered) or "none"
+
+
+def _commit_payload(handoff: Handoff) -> dict:
+    """A hand-off's next offsets as kafka-python's commit takes them."""
+    return {TopicPartition(t, p): OffsetAndMetadata(offset, "", -1)
+            for (t, p), offset in handoff.offsets.items()}
