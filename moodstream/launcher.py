@@ -39,7 +39,6 @@ SHUTDOWN_ORDER = ("ingest", "detector", "aggregator", "dashboard")
 # Workers that read Kafka and keep positions (in memory, and as the group's committed
 # offsets) that mean nothing on a broker restarted empty: they start over with it.
 CONSUMER_KINDS = ("detector", "aggregator")
-_SERVER_TITLES = {"tansu": "Kafka-compatible broker (Tansu)", "valkey": "Redis-compatible server (Valkey)"}
 # A run id in the launcher's own environment must not be shared by every ingest it starts.
 PER_CHILD_ENV = ("MOODSTREAM_INGEST_RUN_ID", "MOODSTREAM_INGEST_SOURCE")
 
@@ -150,11 +149,9 @@ class Stack:
         with ThreadPoolExecutor(max(1, len(servers))) as pool:
             for started in [pool.submit(server.start) for server in servers.values()]:
                 started.result()  # EmbeddedServerError: stop() ends the other one too
-        updates = {}
-        for field_name, server in servers.items():
-            updates[field_name] = address = (server.bootstrap if isinstance(server, EmbeddedKafka)
-                                             else server.url)
-            log.info("embedded %s on %s", _SERVER_TITLES[server.name], address)
+        for server in servers.values():
+            log.info("embedded %s on %s", server.title, server.address)
+        updates = {field_name: server.address for field_name, server in servers.items()}
         self.settings = self.settings.model_copy(update=updates)
 
     def child_env(self, service: Service | None = None) -> dict[str, str]:
